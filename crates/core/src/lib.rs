@@ -1,0 +1,32 @@
+//! NSPR-style named shared memory: open, map, unmap, close and delete a named
+//! segment that several processes share, with no JavaScript in sight.
+//!
+//! ```no_run
+//! use named_shm_core::{Access, Name, OpenOptions, Segment};
+//!
+//! let name = Name::parse("frames")?;
+//! let options = OpenOptions { create: true, ..OpenOptions::default() };
+//! let segment = Segment::open(&name, 4096, &options)?;
+//! let mapping = segment.map(Access::ReadWrite)?;
+//! mapping.write_at(0, b"hello")?;
+//! Segment::delete(&name)?;
+//! # Ok::<(), named_shm_core::Error>(())
+//! ```
+//!
+//! The OS work lives in `os/`, one backend per system behind one private
+//! interface; everything that can be decided without the OS (names, error
+//! codes, size rules) is plain code tested on every platform.
+
+#![deny(clippy::all)]
+#![warn(missing_docs)]
+
+mod error;
+mod mapping;
+mod name;
+mod os;
+mod segment;
+
+pub use error::{Error, Result};
+pub use mapping::{Access, Mapping};
+pub use name::{Name, Namespace, Platform, MAX_NAME_BYTES};
+pub use segment::{OpenOptions, Segment, MAX_SIZE};

@@ -1,0 +1,149 @@
+//! One attachment of a segment: a range of this process's address space.
+
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+use crate::error::{Error, Result};
+use crate::os;
+
+/// How a mapping may be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+  /// Reads and writes are shared with every process attached to the segment.
+  ReadWrite,
+  /// Reads only; the OS faults on writes. For code that never writes (the
+  /// copying `read`), never for memory JavaScript can write to.
+  ReadOnly,
+  /// Reads see the segment; a write makes a private copy of its page, which
+  /// the segment and other processes never see (`MAP_PRIVATE`,
+  /// `FILE_MAP_COPY`). Read-only views use it so that a stray write from
+  /// JavaScript cannot crash the process.
+  CopyOnWrite,
+}
+
+/// A mapped range of a segment, unmapped on drop.
+///
+/// `Send + Sync`: it is plain memory shared with other processes anyway; the
+/// owner decides when nothing can reach it any more and calls
+/// [`Mapping::unmap`] or drops it.
+#[derive(Debug)]
+pub struct Mapping {
+  ptr: AtomicPtr<u8>,
+  len: usize,
+  access: Access,
+}
+
+// SAFETY: the mapping is a range of shared memory with no thread affinity; all
+// access goes through raw pointers whose validity `unmap`'s contract governs.
+unsafe impl Send for Mapping {}
+// SAFETY: as above; `ptr` is atomic so `unmap` through `&self` is race-free.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+  pub(crate) fn new(ptr: *mut u8, len: usize, access: Access) -> Mapping {
+    Mapping {
+      ptr: AtomicPtr::new(ptr),
+      len,
+      access,
+    }
+  }
+
+  /// The first byte, page-aligned; null once unmapped.
+  pub fn as_ptr(&self) -> *mut u8 {
+    self.ptr.load(Ordering::Acquire)
+  }
+
+  /// Length in bytes, as asked for (the OS rounds the mapping up to a page).
+  pub fn len(&self) -> usize {
+    self.len
+  }
+
+  /// Whether the mapping has no bytes (never true for a live mapping).
+  pub fn is_empty(&self) -> bool {
+    self.len == 0
+  }
+
+  /// How the mapping may be used.
+  pub fn access(&self) -> Access {
+    self.access
+  }
+
+  /// Whether [`Mapping::unmap`] has run.
+  pub fn is_unmapped(&self) -> bool {
+    self.as_ptr().is_null()
+  }
+
+  /// Whether `[addr, addr + len)` lies inside this live mapping.
+  pub fn contains(&self, addr: usize, len: usize) -> bool {
+    let start = self.as_ptr() as usize;
+    start != 0
+      && addr >= start
+      && addr
+        .checked_add(len)
+        .is_some_and(|end| end <= start + self.len)
+  }
+
+  /// Copies `dst.len()` bytes starting at `offset` into `dst`.
+  ///
+  /// # Errors
+  /// [`Error::InvalidArgument`] when the range leaves the mapping or it is unmapped.
+  pub fn read_at(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
+    let src = self.range(offset, dst.len())?;
+    // SAFETY: `range` checked that the bytes lie in the live mapping; `dst` is
+    // a distinct Rust buffer. Other processes may write meanwhile: shared
+    // memory gives no snapshot, as documented.
+    unsafe { ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), dst.len()) };
+    Ok(())
+  }
+
+  /// Copies `src` into the mapping at `offset`.
+  ///
+  /// # Errors
+  /// [`Error::ReadOnly`] for a read-only mapping, [`Error::InvalidArgument`]
+  /// when the range leaves the mapping or it is unmapped.
+  pub fn write_at(&self, offset: usize, src: &[u8]) -> Result<()> {
+    if self.access != Access::ReadWrite {
+      return Err(Error::ReadOnly);
+    }
+    let dst = self.range(offset, src.len())?;
+    // SAFETY: as in `read_at`; the mapping is writable and shared.
+    unsafe { ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) };
+    Ok(())
+  }
+
+  fn range(&self, offset: usize, len: usize) -> Result<*mut u8> {
+    let base = self.as_ptr();
+    let fits = offset.checked_add(len).is_some_and(|end| end <= self.len);
+    if base.is_null() || !fits {
+      return Err(Error::InvalidArgument(format!(
+        "The range {offset}..{} is outside the mapping of {} bytes",
+        offset.saturating_add(len),
+        self.len
+      )));
+    }
+    // SAFETY: `offset <= len` of a live mapping, so the result is in bounds.
+    Ok(unsafe { base.add(offset) })
+  }
+
+  /// Unmaps now. Later calls, and the drop, do nothing.
+  ///
+  /// # Safety
+  /// Nothing may use memory from [`Mapping::as_ptr`] afterwards: callers
+  /// first make every view of it unreachable (the binding detaches the
+  /// JavaScript `ArrayBuffer`).
+  pub unsafe fn unmap(&self) {
+    let ptr = self.ptr.swap(ptr::null_mut(), Ordering::AcqRel);
+    if !ptr.is_null() {
+      // SAFETY: `ptr`/`len` came from `os::map` and were unmapped by no one:
+      // the swap hands them to exactly one caller.
+      unsafe { os::unmap(ptr, self.len) };
+    }
+  }
+}
+
+impl Drop for Mapping {
+  fn drop(&mut self) {
+    // SAFETY: whoever drops the last owner can no longer reach the memory.
+    unsafe { self.unmap() };
+  }
+}

@@ -1,0 +1,106 @@
+//! What every POSIX system shares: `mmap`, `munmap`, `fstat`, errno names.
+
+use std::ptr;
+
+use rustix::fd::OwnedFd;
+use rustix::io::Errno;
+use rustix::mm::{mmap, munmap, MapFlags, ProtFlags};
+
+use crate::error::{Error, Result};
+use crate::mapping::Access;
+
+/// An open POSIX shared memory object.
+pub(crate) type Handle = OwnedFd;
+
+/// Maps `len` bytes of `fd` from offset 0 (mmap(2)).
+pub(crate) fn map(fd: &Handle, len: usize, access: Access) -> Result<*mut u8> {
+  let (prot, flags) = match access {
+    Access::ReadWrite => (ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED),
+    Access::ReadOnly => (ProtFlags::READ, MapFlags::SHARED),
+    // A private writable mapping of a read-only fd is allowed: writes go to
+    // anonymous copies of the pages (mmap(2), MAP_PRIVATE).
+    Access::CopyOnWrite => (ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE),
+  };
+  // SAFETY: a fresh mapping at an address the kernel picks overlaps nothing
+  // Rust owns; the returned pointer is only used within `len`.
+  let ptr = unsafe { mmap(ptr::null_mut(), len, prot, flags, fd, 0) }.map_err(os_error("mmap"))?;
+  Ok(ptr.cast())
+}
+
+/// Unmaps what [`map`] returned.
+///
+/// # Safety
+/// `ptr`/`len` come from one [`map`] call, unmapped once, no longer used.
+pub(crate) unsafe fn unmap(ptr: *mut u8, len: usize) {
+  // SAFETY: the caller's contract. munmap fails only for arguments that
+  // `map` never produces (munmap(2), EINVAL), so there is nothing to report.
+  let _ = unsafe { munmap(ptr.cast(), len) };
+}
+
+/// The object's size in bytes (fstat(2), `st_size`).
+pub(crate) fn size_of(fd: &Handle) -> Result<u64> {
+  let stat = rustix::fs::fstat(fd).map_err(os_error("fstat"))?;
+  Ok(u64::try_from(stat.st_size).unwrap_or(0))
+}
+
+/// Turns an errno from `syscall` into an [`Error::Os`].
+pub(crate) fn os_error(syscall: &'static str) -> impl Fn(Errno) -> Error {
+  move |errno| Error::Os {
+    code: errno_code(errno),
+    errno: errno.raw_os_error(),
+    syscall,
+    name: None,
+    detail: None,
+  }
+}
+
+/// The symbolic name of an errno, as Node prints it.
+fn errno_code(errno: Errno) -> &'static str {
+  const NAMES: &[(Errno, &str)] = &[
+    (Errno::ACCESS, "EACCES"),
+    (Errno::AGAIN, "EAGAIN"),
+    (Errno::BADF, "EBADF"),
+    (Errno::BUSY, "EBUSY"),
+    (Errno::EXIST, "EEXIST"),
+    (Errno::FAULT, "EFAULT"),
+    (Errno::FBIG, "EFBIG"),
+    (Errno::INTR, "EINTR"),
+    (Errno::INVAL, "EINVAL"),
+    (Errno::ISDIR, "EISDIR"),
+    (Errno::LOOP, "ELOOP"),
+    (Errno::MFILE, "EMFILE"),
+    (Errno::NAMETOOLONG, "ENAMETOOLONG"),
+    (Errno::NFILE, "ENFILE"),
+    (Errno::NODEV, "ENODEV"),
+    (Errno::NOENT, "ENOENT"),
+    (Errno::NOMEM, "ENOMEM"),
+    (Errno::NOSPC, "ENOSPC"),
+    (Errno::NOSYS, "ENOSYS"),
+    (Errno::NOTDIR, "ENOTDIR"),
+    (Errno::NOTSUP, "ENOTSUP"),
+    (Errno::OVERFLOW, "EOVERFLOW"),
+    (Errno::PERM, "EPERM"),
+    (Errno::ROFS, "EROFS"),
+    (Errno::TIMEDOUT, "ETIMEDOUT"),
+    (Errno::XDEV, "EXDEV"),
+  ];
+  NAMES
+    .iter()
+    .find(|(known, _)| *known == errno)
+    .map_or("UNKNOWN", |(_, name)| name)
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn errno_names() {
+    assert_eq!(errno_code(Errno::NOENT), "ENOENT");
+    assert_eq!(errno_code(Errno::NOSPC), "ENOSPC");
+    let error = os_error("shm_open")(Errno::EXIST);
+    assert_eq!(error.code(), "EEXIST");
+    assert_eq!(error.errno(), Some(Errno::EXIST.raw_os_error()));
+    assert_eq!(error.syscall(), Some("shm_open"));
+  }
+}

@@ -1,0 +1,207 @@
+//! The segment lifecycle of SPEC §1: open or create, map, delete.
+
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::mapping::{Access, Mapping};
+use crate::name::Name;
+use crate::os;
+
+/// The largest size JavaScript can express exactly: 2^53 − 1.
+pub const MAX_SIZE: u64 = (1 << 53) - 1;
+
+/// How long an opener waits for a segment that another program created but
+/// has not sized yet (a creator that calls `shm_open(O_CREAT)` then
+/// `ftruncate`, as Python's `multiprocessing.shared_memory` does).
+const SIZING_GRACE: Duration = Duration::from_millis(100);
+
+/// Options of [`Segment::open`], the flags of `PR_OpenSharedMemory`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenOptions {
+  /// Create the segment if it does not exist (`PR_SHM_CREATE`).
+  pub create: bool,
+  /// With `create`, fail with `EEXIST` if it exists (`PR_SHM_EXCL`).
+  pub exclusive: bool,
+  /// Permission bits of a created segment, masked by the umask.
+  pub mode: u32,
+  /// Open for reading only; every mapping is then read-only.
+  pub read_only: bool,
+  /// Reserve the memory when creating, so a full `/dev/shm` fails now.
+  pub reserve: bool,
+}
+
+impl Default for OpenOptions {
+  fn default() -> Self {
+    OpenOptions {
+      create: false,
+      exclusive: false,
+      mode: 0o600,
+      read_only: false,
+      reserve: true,
+    }
+  }
+}
+
+/// An open named segment. Closing it (drop) leaves its mappings intact.
+#[derive(Debug)]
+pub struct Segment {
+  handle: os::Handle,
+  name: Name,
+  size: u64,
+  read_only: bool,
+}
+
+impl Segment {
+  /// Opens (or creates, per `options`) the segment `name`.
+  ///
+  /// `size` is the size of a created segment; for an existing one, 0 means
+  /// its current size and anything else at most that.
+  ///
+  /// A created segment appears to other processes only at its full size and
+  /// zero-filled; an opener never sees it half made.
+  ///
+  /// # Errors
+  /// `ENOENT` without `create` when it does not exist, `EEXIST` with
+  /// `exclusive` when it does, `EACCES` when `mode` forbids this user,
+  /// `ENOSPC` when `reserve` finds too little memory, [`Error::Size`] when an
+  /// existing segment is smaller than `size`, [`Error::InvalidArgument`] for
+  /// `exclusive` without `create`, a created size of 0 or above [`MAX_SIZE`].
+  pub fn open(name: &Name, size: u64, options: &OpenOptions) -> Result<Segment> {
+    if options.exclusive && !options.create {
+      return Err(Error::InvalidArgument(
+        "The option 'exclusive' needs 'create'".into(),
+      ));
+    }
+    if size > MAX_SIZE {
+      return Err(Error::InvalidArgument(format!(
+        "The argument 'size' must be at most 2^53 - 1. Received {size}"
+      )));
+    }
+    if options.create && size == 0 {
+      return Err(Error::InvalidArgument(
+        "The argument 'size' must be at least 1 to create a segment".into(),
+      ));
+    }
+    let os_name = name.os_name();
+    if !options.create {
+      return Segment::open_existing(name, size, options.read_only);
+    }
+    if options.exclusive {
+      return Segment::create_new(name, size, options);
+    }
+    // Open-or-create: another process may create or delete the name between
+    // our two calls, so go round until one of them settles it.
+    loop {
+      match Segment::open_existing(name, size, options.read_only) {
+        Err(error) if error.code() == "ENOENT" => {}
+        other => return other,
+      }
+      match Segment::create_new(name, size, options) {
+        Err(error) if error.code() == "EEXIST" => continue,
+        other => return other.map_err(|e| e.for_name(os_name)),
+      }
+    }
+  }
+
+  fn create_new(name: &Name, size: u64, options: &OpenOptions) -> Result<Segment> {
+    let handle = os::create(name.os_name(), size, options.mode, options.reserve)
+      .map_err(|e| e.for_name(name.os_name()))?;
+    let (handle, read_only) = if options.read_only {
+      // The creator sized it through a writable handle; keep only a read one.
+      drop(handle);
+      (os::open(name.os_name(), true)?, true)
+    } else {
+      (handle, false)
+    };
+    Ok(Segment {
+      handle,
+      name: name.clone(),
+      size,
+      read_only,
+    })
+  }
+
+  fn open_existing(name: &Name, size: u64, read_only: bool) -> Result<Segment> {
+    let handle = os::open(name.os_name(), read_only).map_err(|e| e.for_name(name.os_name()))?;
+    let actual = wait_until_sized(&handle)?;
+    if actual == 0 || size > actual {
+      return Err(Error::Size {
+        name: name.os_name().to_owned(),
+        requested: size,
+        actual,
+      });
+    }
+    Ok(Segment {
+      handle,
+      name: name.clone(),
+      size: if size == 0 { actual } else { size },
+      read_only,
+    })
+  }
+
+  /// Removes the name (`shm_unlink`). Open handles and mappings keep working.
+  ///
+  /// # Errors
+  /// `ENOENT` when no segment has the name; `EACCES` when this user may not remove it.
+  pub fn delete(name: &Name) -> Result<()> {
+    os::unlink(name.os_name()).map_err(|e| e.for_name(name.os_name()))
+  }
+
+  /// Maps the segment's `size()` bytes.
+  ///
+  /// # Errors
+  /// [`Error::ReadOnly`] for [`Access::ReadWrite`] on a read-only handle;
+  /// `ENOMEM` when the address space or `vm.max_map_count` is exhausted;
+  /// [`Error::Size`] when another program shrank the segment below `size()`
+  /// (mapping it would fault on the missing pages).
+  pub fn map(&self, access: Access) -> Result<Mapping> {
+    if self.read_only && access == Access::ReadWrite {
+      return Err(Error::ReadOnly);
+    }
+    let actual = os::size_of(&self.handle)?;
+    if actual < self.size {
+      return Err(Error::Size {
+        name: self.name.os_name().to_owned(),
+        requested: self.size,
+        actual,
+      });
+    }
+    let len = usize::try_from(self.size).map_err(|_| {
+      Error::InvalidArgument(format!(
+        "A segment of {} bytes does not fit this process's address space",
+        self.size
+      ))
+    })?;
+    let ptr = os::map(&self.handle, len, access).map_err(|e| e.for_name(self.name.os_name()))?;
+    Ok(Mapping::new(ptr, len, access))
+  }
+
+  /// The segment's name.
+  pub fn name(&self) -> &Name {
+    &self.name
+  }
+
+  /// Bytes this handle maps: the size given, or the segment's when 0 was.
+  pub fn size(&self) -> u64 {
+    self.size
+  }
+
+  /// Whether the handle was opened for reading only.
+  pub fn is_read_only(&self) -> bool {
+    self.read_only
+  }
+}
+
+/// Returns the segment's size, waiting up to [`SIZING_GRACE`] while it is 0.
+fn wait_until_sized(handle: &os::Handle) -> Result<u64> {
+  let deadline = Instant::now() + SIZING_GRACE;
+  let mut pause = Duration::from_micros(50);
+  loop {
+    let size = os::size_of(handle)?;
+    if size > 0 || Instant::now() >= deadline {
+      return Ok(size);
+    }
+    std::thread::sleep(pause);
+    pause = (pause * 2).min(Duration::from_millis(10));
+  }
+}

@@ -1,0 +1,328 @@
+//! `NativeSegment`: one open segment and the views it handed out. The
+//! TypeScript facade validates arguments before they get here; this layer
+//! still checks every bound, so a caller that skips the facade cannot crash.
+
+use napi::bindgen_prelude::{Buffer, ObjectFinalize, Uint8ArraySlice};
+use napi::{sys, Env, JsValue};
+use napi_derive::napi;
+
+use named_shm_core::{Access, Mapping, Name, Namespace, OpenOptions, Segment};
+
+use crate::errors::{throw_code, throw_core, Kind, CLOSED, NOT_ATTACHED, OUT_OF_RANGE};
+use crate::views::View;
+
+/// An open named segment (the object behind `SharedMemory`).
+#[napi(custom_finalize)]
+pub struct NativeSegment {
+  segment: Option<Segment>,
+  views: Vec<View>,
+  /// A mapping of our own for `read` and `write`, made on first use.
+  copier: Option<Mapping>,
+}
+
+/// What `NativeSegment.open` needs, already validated by the facade.
+#[napi(object)]
+pub struct NativeOpenOptions {
+  /// Create the segment if missing.
+  pub create: bool,
+  /// With `create`, fail if it exists.
+  pub exclusive: bool,
+  /// Permission bits for a created segment.
+  pub mode: u32,
+  /// Open read-only.
+  pub read_only: bool,
+  /// Reserve the memory when creating.
+  pub reserve: bool,
+  /// Windows: use the `Global\` namespace.
+  pub global: bool,
+}
+
+/// Parses `name` for this platform (SPEC §2).
+fn parse_name(env: &Env, name: &str, global: bool) -> napi::Result<Name> {
+  let namespace = if global {
+    Namespace::Global
+  } else {
+    Namespace::Local
+  };
+  Name::parse_in(name, namespace).map_err(|e| throw_core(env, &e))
+}
+
+/// Converts a JavaScript size or offset, already checked by the facade.
+fn to_u64(env: &Env, value: f64, what: &str) -> napi::Result<u64> {
+  if value.is_finite()
+    && value >= 0.0
+    && value.fract() == 0.0
+    && value <= named_shm_core::MAX_SIZE as f64
+  {
+    Ok(value as u64)
+  } else {
+    Err(throw_code(
+      env,
+      Kind::RangeError,
+      OUT_OF_RANGE,
+      &format!("The value of \"{what}\" is out of range. It must be an integer >= 0 and <= 2^53 - 1. Received {value}"),
+    ))
+  }
+}
+
+/// The OS name `name` maps to on this platform.
+#[napi]
+pub fn os_name_of(env: Env, name: String, global: bool) -> napi::Result<String> {
+  Ok(parse_name(&env, &name, global)?.os_name().to_owned())
+}
+
+/// Removes the segment `name` (`PR_DeleteSharedMemory`).
+#[napi]
+pub fn delete_segment(env: Env, name: String, global: bool) -> napi::Result<()> {
+  let name = parse_name(&env, &name, global)?;
+  Segment::delete(&name).map_err(|e| throw_core(&env, &e))
+}
+
+#[napi]
+impl NativeSegment {
+  /// Opens or creates the segment `name` (`PR_OpenSharedMemory`).
+  #[napi(factory)]
+  pub fn open(env: Env, name: String, size: f64, options: NativeOpenOptions) -> napi::Result<Self> {
+    let name = parse_name(&env, &name, options.global)?;
+    let size = to_u64(&env, size, "size")?;
+    let core_options = OpenOptions {
+      create: options.create,
+      exclusive: options.exclusive,
+      mode: options.mode,
+      read_only: options.read_only,
+      reserve: options.reserve,
+    };
+    let segment = Segment::open(&name, size, &core_options).map_err(|e| throw_core(&env, &e))?;
+    Ok(NativeSegment {
+      segment: Some(segment),
+      views: Vec::new(),
+      copier: None,
+    })
+  }
+
+  /// The name the OS knows the segment by.
+  #[napi(getter)]
+  pub fn os_name(&self) -> String {
+    self
+      .segment
+      .as_ref()
+      .map_or_else(String::new, |s| s.name().os_name().to_owned())
+  }
+
+  /// Bytes each attachment maps.
+  #[napi(getter)]
+  pub fn size(&self) -> f64 {
+    self.segment.as_ref().map_or(0.0, |s| s.size() as f64)
+  }
+
+  /// Whether the handle was opened read-only.
+  #[napi(getter)]
+  pub fn read_only(&self) -> bool {
+    self.segment.as_ref().is_some_and(Segment::is_read_only)
+  }
+
+  /// Whether `close()` has run.
+  #[napi(getter)]
+  pub fn closed(&self) -> bool {
+    self.segment.is_none()
+  }
+
+  /// How many attachments are live (for tests and diagnostics).
+  #[napi(getter)]
+  pub fn attachments(&self) -> u32 {
+    self
+      .views
+      .iter()
+      .filter(|v| !v.mapping().is_unmapped())
+      .count() as u32
+  }
+
+  /// Maps the segment and returns an `ArrayBuffer` over it (`PR_AttachSharedMemory`).
+  #[napi(ts_return_type = "ArrayBuffer")]
+  pub fn attach(
+    &mut self,
+    env: Env,
+    read_only: bool,
+  ) -> napi::Result<napi::bindgen_prelude::Unknown<'_>> {
+    let segment = self.segment.as_ref().ok_or_else(|| closed(&env))?;
+    let access = if read_only || segment.is_read_only() {
+      Access::CopyOnWrite
+    } else {
+      Access::ReadWrite
+    };
+    let mapping = segment.map(access).map_err(|e| throw_core(&env, &e))?;
+    self.prune(&env);
+    let (view, buffer) = View::new(&env, mapping)?;
+    self.views.push(view);
+    // SAFETY: `buffer` is a live value created in `env` during this call.
+    Ok(unsafe { napi::bindgen_prelude::Unknown::from_raw_unchecked(env.raw(), buffer) })
+  }
+
+  /// Unmaps the attachment whose `ArrayBuffer` is `buffer` and detaches it
+  /// (`PR_DetachSharedMemory`).
+  #[napi(ts_args_type = "buffer: ArrayBuffer")]
+  pub fn detach(
+    &mut self,
+    env: Env,
+    buffer: napi::bindgen_prelude::Unknown<'_>,
+  ) -> napi::Result<()> {
+    if self.segment.is_none() {
+      return Err(closed(&env));
+    }
+    let data = arraybuffer_data(&env, buffer.value().value);
+    let Some(index) = self.views.iter().position(|v| v.starts_at(data)) else {
+      return Err(throw_code(
+        &env,
+        Kind::Error,
+        NOT_ATTACHED,
+        "The view is not attached to this segment (already detached, or from another handle)",
+      ));
+    };
+    self.views.swap_remove(index).detach(&env);
+    Ok(())
+  }
+
+  /// Copies `length` bytes from `offset` into a new Buffer.
+  #[napi]
+  pub fn read(&mut self, env: Env, offset: f64, length: f64) -> napi::Result<Buffer> {
+    let (offset, length) = (
+      to_u64(&env, offset, "offset")?,
+      to_u64(&env, length, "length")?,
+    );
+    let copier = self.copier(&env)?;
+    let (offset, length) = in_bounds(&env, copier, offset, length, "length")?;
+    let mut bytes = vec![0u8; length];
+    copier
+      .read_at(offset, &mut bytes)
+      .map_err(|e| throw_core(&env, &e))?;
+    Ok(bytes.into())
+  }
+
+  /// Copies from `offset` into `target`, as many bytes as fit; returns the count.
+  #[napi]
+  pub fn read_into(
+    &mut self,
+    env: Env,
+    mut target: Uint8ArraySlice<'_>,
+    offset: f64,
+  ) -> napi::Result<u32> {
+    let offset = to_u64(&env, offset, "offset")?;
+    let copier = self.copier(&env)?;
+    let available = (copier.len() as u64).saturating_sub(offset);
+    // SAFETY: the slice is the caller's Uint8Array, alive for this call; no
+    // other Rust reference to it exists.
+    let target = unsafe { target.as_mut() };
+    let length = available.min(target.len() as u64);
+    let (offset, length) = in_bounds(&env, copier, offset, length, "offset")?;
+    copier
+      .read_at(offset, &mut target[..length])
+      .map_err(|e| throw_core(&env, &e))?;
+    Ok(length as u32)
+  }
+
+  /// Copies `source` into the segment at `offset`; returns the count.
+  #[napi]
+  pub fn write(&mut self, env: Env, source: Uint8ArraySlice<'_>, offset: f64) -> napi::Result<u32> {
+    let offset = to_u64(&env, offset, "offset")?;
+    let copier = self.copier(&env)?;
+    let (offset, length) = in_bounds(&env, copier, offset, source.len() as u64, "source")?;
+    copier
+      .write_at(offset, &source[..length])
+      .map_err(|e| throw_core(&env, &e))?;
+    Ok(length as u32)
+  }
+
+  /// Detaches every view, unmaps, and releases the OS handle
+  /// (`PR_CloseSharedMemory`). A second call does nothing.
+  #[napi]
+  pub fn close(&mut self, env: Env) {
+    for view in self.views.drain(..) {
+      view.detach(&env);
+    }
+    self.copier = None;
+    self.segment = None;
+  }
+
+  fn copier(&mut self, env: &Env) -> napi::Result<&Mapping> {
+    let segment = self.segment.as_ref().ok_or_else(|| closed(env))?;
+    if self.copier.is_none() {
+      let access = if segment.is_read_only() {
+        Access::ReadOnly
+      } else {
+        Access::ReadWrite
+      };
+      self.copier = Some(segment.map(access).map_err(|e| throw_core(env, &e))?);
+    }
+    Ok(self.copier.as_ref().unwrap_or_else(|| unreachable!()))
+  }
+
+  /// Forgets views whose buffers the garbage collector already freed.
+  fn prune(&mut self, env: &Env) {
+    let mut index = 0;
+    while index < self.views.len() {
+      if self.views[index].is_collected(env) {
+        self.views.swap_remove(index).detach(env);
+      } else {
+        index += 1;
+      }
+    }
+  }
+}
+
+impl ObjectFinalize for NativeSegment {
+  /// Collected without `close()`: views still reachable keep working (each
+  /// buffer holds its mapping); only our references go.
+  fn finalize(mut self, env: Env) -> napi::Result<()> {
+    for view in self.views.drain(..) {
+      view.forget(&env);
+    }
+    Ok(())
+  }
+}
+
+fn closed(env: &Env) -> napi::Error {
+  throw_code(
+    env,
+    Kind::Error,
+    CLOSED,
+    "The shared memory handle is closed",
+  )
+}
+
+/// Checks `offset + length <= len` and converts both to `usize`.
+fn in_bounds(
+  env: &Env,
+  mapping: &Mapping,
+  offset: u64,
+  length: u64,
+  what: &str,
+) -> napi::Result<(usize, usize)> {
+  let size = mapping.len() as u64;
+  if offset > size || length > size - offset {
+    return Err(throw_code(
+      env,
+      Kind::RangeError,
+      OUT_OF_RANGE,
+      &format!("The value of \"{what}\" is out of range: {length} bytes at offset {offset} exceed the segment's {size} bytes"),
+    ));
+  }
+  Ok((offset as usize, length as usize))
+}
+
+/// The data pointer of `value` if it is an `ArrayBuffer`, else null.
+fn arraybuffer_data(env: &Env, value: sys::napi_value) -> *mut std::ffi::c_void {
+  let mut is_arraybuffer = false;
+  let mut data = std::ptr::null_mut();
+  let mut length = 0;
+  // SAFETY: `value` is an argument of this call; both out-pointers are valid.
+  unsafe {
+    if sys::napi_is_arraybuffer(env.raw(), value, &mut is_arraybuffer) != sys::Status::napi_ok
+      || !is_arraybuffer
+      || sys::napi_get_arraybuffer_info(env.raw(), value, &mut data, &mut length)
+        != sys::Status::napi_ok
+    {
+      return std::ptr::null_mut();
+    }
+  }
+  data
+}

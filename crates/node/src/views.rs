@@ -1,0 +1,128 @@
+//! The JavaScript side of a mapping: one external `ArrayBuffer` over it,
+//! detached (Node-API 7, `napi_detach_arraybuffer`) before the memory goes.
+//!
+//! Ownership: the `ArrayBuffer`'s finalizer holds one `Arc<Mapping>`, the
+//! handle that made it holds another plus a weak reference to the buffer.
+//! Memory is unmapped when the handle detaches the buffer (`detach`,
+//! `close`) or when the garbage collector frees the buffer, whichever is
+//! first; it is never unmapped while JavaScript can reach it.
+
+use std::ffi::c_void;
+use std::ptr;
+use std::sync::Arc;
+
+use named_shm_core::Mapping;
+use napi::{sys, Env};
+
+use crate::errors::{check, throw_code, Kind, EXTERNAL_BUFFERS};
+
+/// A mapping handed to JavaScript.
+pub struct View {
+  mapping: Arc<Mapping>,
+  /// Weak: the handle must not keep the buffer alive.
+  buffer: sys::napi_ref,
+}
+
+impl View {
+  /// Wraps `mapping` in an external `ArrayBuffer`.
+  ///
+  /// # Errors
+  /// `ERR_SHM_EXTERNAL_BUFFERS` where the runtime forbids external buffers
+  /// (Electron ≥ 21): a copy would silently stop being shared.
+  pub fn new(env: &Env, mapping: Mapping) -> napi::Result<(View, sys::napi_value)> {
+    let mapping = Arc::new(mapping);
+    let hint = Box::into_raw(Box::new(Arc::clone(&mapping)));
+    let mut buffer = ptr::null_mut();
+    // SAFETY: the memory stays mapped until `release` runs or the handle
+    // detaches the buffer first; `hint` is a leaked Box that `release`
+    // reclaims exactly once.
+    let status = unsafe {
+      sys::napi_create_external_arraybuffer(
+        env.raw(),
+        mapping.as_ptr().cast(),
+        mapping.len(),
+        Some(release),
+        hint.cast(),
+        &mut buffer,
+      )
+    };
+    if status != sys::Status::napi_ok {
+      // SAFETY: the buffer was not created, so `release` will never see `hint`.
+      drop(unsafe { Box::from_raw(hint) });
+      if status == sys::Status::napi_no_external_buffers_allowed {
+        return Err(throw_code(
+          env,
+          Kind::Error,
+          EXTERNAL_BUFFERS,
+          "This runtime forbids external buffers (Electron >= 21), so attach() cannot share memory here; use read() and write() instead",
+        ));
+      }
+      check(status)?;
+    }
+    let mut reference = ptr::null_mut();
+    // SAFETY: `buffer` was just created in `env`; count 0 makes it weak.
+    check(unsafe { sys::napi_create_reference(env.raw(), buffer, 0, &mut reference) })?;
+    Ok((
+      View {
+        mapping,
+        buffer: reference,
+      },
+      buffer,
+    ))
+  }
+
+  /// Whether `data` is the first byte of this view's live mapping.
+  pub fn starts_at(&self, data: *mut c_void) -> bool {
+    !data.is_null() && self.mapping.as_ptr().cast() == data
+  }
+
+  /// The mapping behind this view.
+  pub fn mapping(&self) -> &Mapping {
+    &self.mapping
+  }
+
+  /// Whether the garbage collector has freed the buffer.
+  pub fn is_collected(&self, env: &Env) -> bool {
+    self.buffer_value(env).is_none()
+  }
+
+  fn buffer_value(&self, env: &Env) -> Option<sys::napi_value> {
+    let mut value = ptr::null_mut();
+    // SAFETY: `self.buffer` is a live reference created in this env.
+    let status = unsafe { sys::napi_get_reference_value(env.raw(), self.buffer, &mut value) };
+    (status == sys::Status::napi_ok && !value.is_null()).then_some(value)
+  }
+
+  /// Detaches the buffer (every view on it reports length 0), then unmaps.
+  pub fn detach(self, env: &Env) {
+    if let Some(buffer) = self.buffer_value(env) {
+      // SAFETY: `buffer` is our external ArrayBuffer, detachable by
+      // construction. Failure leaves it attached; then we must not unmap.
+      let status = unsafe { sys::napi_detach_arraybuffer(env.raw(), buffer) };
+      if status != sys::Status::napi_ok {
+        self.forget(env);
+        return;
+      }
+    }
+    // SAFETY: the buffer is detached or collected: JavaScript cannot reach
+    // the memory, and Rust code holds no pointer into it across calls.
+    unsafe { self.mapping.unmap() };
+    self.forget(env);
+  }
+
+  /// Drops the handle's hold without touching the buffer, which keeps working
+  /// until the garbage collector frees it.
+  pub fn forget(self, env: &Env) {
+    // SAFETY: deleting our own reference once; `self` is consumed.
+    unsafe { sys::napi_delete_reference(env.raw(), self.buffer) };
+  }
+}
+
+/// The `ArrayBuffer` finalizer: the garbage collector freed the buffer.
+unsafe extern "C" fn release(_env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
+  // SAFETY: `hint` is the Box leaked in `View::new`, reclaimed only here.
+  let mapping = unsafe { Box::from_raw(hint.cast::<Arc<Mapping>>()) };
+  // SAFETY: the buffer is gone, so nothing in JavaScript reaches the memory;
+  // the handle unmaps only after detaching or seeing the buffer collected.
+  unsafe { mapping.unmap() };
+}

@@ -1,0 +1,15 @@
+// named-shm: named shared memory for Node.js, NSPR's API (SPEC.md).
+
+export { SharedMemory, MAX_SIZE } from './shared-memory'
+export type { OpenOptions, AttachOptions, NameOptions } from './shared-memory'
+export {
+  SHM_CREATE,
+  SHM_EXCL,
+  SHM_READONLY,
+  openSharedMemory,
+  attachSharedMemory,
+  detachSharedMemory,
+  closeSharedMemory,
+  deleteSharedMemory,
+} from './nspr'
+export type { SharedMemoryError, LibraryErrorCode } from './errors'

@@ -1,0 +1,236 @@
+// The SharedMemory class (SPEC §1): validates, then calls the binding.
+
+import { NativeSegment, deleteSegment, osNameOf } from '../binding'
+import { invalidArgType, invalidArgValue, libraryError, outOfRange } from './errors'
+import {
+  booleanOption,
+  bytesOf,
+  MAX_SIZE,
+  validateInteger,
+  validateOptions,
+  validateString,
+} from './validate'
+
+/** Options of {@link SharedMemory.open}. */
+export interface OpenOptions {
+  /** Create the segment if it does not exist (`PR_SHM_CREATE`). Default `false`. */
+  create?: boolean
+  /** With `create`, fail with `EEXIST` if it exists (`PR_SHM_EXCL`). Default `false`. */
+  exclusive?: boolean
+  /** Permission bits of a segment this call creates, masked by the umask. Default `0o600`. */
+  mode?: number
+  /** Open for reading only; every attach is then read-only. Default `false`. */
+  readOnly?: boolean
+  /**
+   * When creating, reserve the memory now, so that a full `/dev/shm` fails here
+   * with `ENOSPC` instead of killing the process with SIGBUS on a later write.
+   * Default `true`.
+   */
+  reserve?: boolean
+  /** Windows: use the `Global\` namespace (every session). Ignored elsewhere. Default `false`. */
+  global?: boolean
+}
+
+/** Options of {@link SharedMemory.attach}. */
+export interface AttachOptions {
+  /**
+   * Map read-only: the segment cannot be changed through this view. A write
+   * through it stays private to this process (copy-on-write) and never crashes.
+   * Default: the handle's `readOnly`.
+   */
+  readOnly?: boolean
+}
+
+/** Options of {@link SharedMemory.delete} and {@link SharedMemory.osNameOf}. */
+export interface NameOptions {
+  /** Windows: the `Global\` namespace. Ignored elsewhere. Default `false`. */
+  global?: boolean
+}
+
+const construct = Symbol('construct')
+
+/**
+ * An open named shared memory segment (NSPR's `PRSharedMemory`).
+ *
+ * @example
+ * const shm = SharedMemory.open('frames', 1 << 20, { create: true })
+ * const view = shm.attach()
+ * view.writeUInt32LE(42, 0) // every process attached to 'frames' sees it
+ * shm.close()
+ */
+export class SharedMemory implements Disposable {
+  /** The name as given to `open`. */
+  readonly name: string
+  /** The name the OS uses (`/frames`, `Local\frames`), for other programs. */
+  readonly osName: string
+  /** Bytes each `attach()` maps and `read`/`write` reach. */
+  readonly size: number
+  /** Whether the handle was opened read-only. */
+  readonly readOnly: boolean
+  readonly #native: NativeSegment
+
+  /** @internal Use {@link SharedMemory.open}. */
+  constructor(token: typeof construct, name: string, native: NativeSegment) {
+    if (token !== construct) throw new TypeError('Use SharedMemory.open() to open a segment')
+    this.name = name
+    this.#native = native
+    this.osName = native.osName
+    this.size = native.size
+    this.readOnly = native.readOnly
+  }
+
+  /**
+   * Opens, or with `create` creates, the segment `name` (`PR_OpenSharedMemory`).
+   *
+   * @param name 1–255 UTF-8 bytes, no NUL; a leading `/` is optional.
+   * @param size Bytes. Creating: the exact size (1 … 2^53−1), zero-filled.
+   *   Opening: 0 means the segment's size; more than it is `ERR_SHM_SIZE`.
+   * @throws `ENOENT`, `EEXIST`, `EACCES`, `ENOSPC`, `EMFILE`, `ERR_SHM_SIZE`, argument errors.
+   */
+  static open(name: string, size: number, options?: OpenOptions): SharedMemory {
+    validateString(name, 'name')
+    validateInteger(size, 'size')
+    const given = validateOptions<OpenOptions>(options) as Record<string, unknown>
+    const create = booleanOption(given, 'create', false)
+    const exclusive = booleanOption(given, 'exclusive', false)
+    const readOnly = booleanOption(given, 'readOnly', false)
+    const reserve = booleanOption(given, 'reserve', true)
+    const global = booleanOption(given, 'global', false)
+    let mode = 0o600
+    if (given.mode !== undefined) {
+      validateInteger(given.mode, 'options.mode', 0, 0o777)
+      mode = given.mode
+    }
+    if (exclusive && !create) {
+      throw invalidArgValue('options.exclusive', "needs 'create: true'", exclusive)
+    }
+    if (create && size === 0) throw outOfRange('size', '>= 1 && <= 2^53 - 1 to create a segment', size)
+    const native = NativeSegment.open(name, size, { create, exclusive, mode, readOnly, reserve, global })
+    return new SharedMemory(construct, name, native)
+  }
+
+  /**
+   * Removes the name (`PR_DeleteSharedMemory`). Later opens without `create`
+   * fail with `ENOENT`; handles and views already open keep their memory.
+   * On Windows names are not persistent and this does nothing.
+   * @throws `ENOENT` when no segment has the name; `EACCES`.
+   */
+  static delete(name: string, options?: NameOptions): void {
+    validateString(name, 'name')
+    const global = booleanOption(validateOptions<NameOptions>(options) as Record<string, unknown>, 'global', false)
+    deleteSegment(name, global)
+  }
+
+  /** The OS name `name` maps to on this platform, without opening anything. */
+  static osNameOf(name: string, options?: NameOptions): string {
+    validateString(name, 'name')
+    const global = booleanOption(validateOptions<NameOptions>(options) as Record<string, unknown>, 'global', false)
+    return osNameOf(name, global)
+  }
+
+  /** Whether {@link SharedMemory.close} has run. */
+  get closed(): boolean {
+    return this.#native.closed
+  }
+
+  /**
+   * Maps the segment and returns a Buffer that IS the segment, zero-copy
+   * (`PR_AttachSharedMemory`). Each call maps again and returns a new Buffer.
+   * Its memory starts on a page boundary, so `Int32Array`, `Float64Array`,
+   * `BigInt64Array` and `DataView` work over `view.buffer`.
+   * @throws `ERR_SHM_CLOSED`, `ERR_SHM_EXTERNAL_BUFFERS` (Electron), `ENOMEM`.
+   */
+  attach(options?: AttachOptions): Buffer {
+    const given = validateOptions<AttachOptions>(options) as Record<string, unknown>
+    const readOnly = booleanOption(given, 'readOnly', this.readOnly)
+    return Buffer.from(this.#native.attach(readOnly))
+  }
+
+  /**
+   * Unmaps a view from `attach()` (`PR_DetachSharedMemory`). `view` may be the
+   * Buffer or any TypedArray/DataView on its `ArrayBuffer`; afterwards every
+   * view on that `ArrayBuffer` has length 0.
+   * @throws `ERR_SHM_NOT_ATTACHED` for any other buffer or one already detached.
+   */
+  detach(view: ArrayBufferView | ArrayBuffer): void {
+    if (view instanceof ArrayBuffer) {
+      this.#native.detach(view)
+      return
+    }
+    if (!ArrayBuffer.isView(view)) {
+      throw invalidArgType('view', 'a Buffer, TypedArray or DataView from attach()', view)
+    }
+    if (!(view.buffer instanceof ArrayBuffer)) {
+      // A SharedArrayBuffer never comes from attach().
+      this.#throwIfClosed()
+      throw libraryError('ERR_SHM_NOT_ATTACHED', 'The view is not attached to this segment')
+    }
+    this.#native.detach(view.buffer)
+  }
+
+  /**
+   * Copies bytes out of the segment into a new Buffer. Needs no attached view
+   * and works in every runtime, Electron included.
+   * @throws `ERR_OUT_OF_RANGE` when `offset + length > size`.
+   */
+  read(offset = 0, length?: number): Buffer {
+    validateInteger(offset, 'offset', 0, this.size)
+    if (length === undefined) length = this.size - offset
+    else validateInteger(length, 'length', 0, this.size - offset)
+    return this.#native.read(offset, length)
+  }
+
+  /**
+   * Copies bytes from `offset` into `target`, as many as fit or remain.
+   * @returns the number of bytes copied.
+   */
+  readInto(target: ArrayBufferView, offset = 0): number {
+    const bytes = bytesOf(target, 'target', 'a Buffer, TypedArray or DataView')
+    validateInteger(offset, 'offset', 0, this.size)
+    return this.#native.readInto(bytes, offset)
+  }
+
+  /**
+   * Copies `source` (bytes, or a string as UTF-8) into the segment at `offset`.
+   * @returns the number of bytes written.
+   * @throws `ERR_SHM_READ_ONLY` on a read-only handle; `ERR_OUT_OF_RANGE` when it does not fit.
+   */
+  write(source: string | ArrayBufferView, offset = 0): number {
+    const bytes =
+      typeof source === 'string'
+        ? Buffer.from(source, 'utf8')
+        : bytesOf(source, 'source', 'of type string or a Buffer, TypedArray or DataView')
+    validateInteger(offset, 'offset', 0, this.size)
+    if (this.readOnly && !this.closed) {
+      throw libraryError('ERR_SHM_READ_ONLY', `Segment '${this.osName}' was opened read-only`)
+    }
+    if (bytes.byteLength > this.size - offset) {
+      throw outOfRange('source', `at most ${this.size - offset} bytes to fit at offset ${offset}`, `${bytes.byteLength} bytes`)
+    }
+    return this.#native.write(bytes, offset)
+  }
+
+  /**
+   * Detaches every view this handle still has (they become length 0) and
+   * releases the OS handle (`PR_CloseSharedMemory`). A second call does nothing.
+   */
+  close(): void {
+    this.#native.close()
+  }
+
+  /** `using shm = SharedMemory.open(...)` closes it at the end of the block. */
+  [Symbol.dispose](): void {
+    this.close()
+  }
+
+  #throwIfClosed(): void {
+    if (this.#native.closed) throw libraryError('ERR_SHM_CLOSED', 'The shared memory handle is closed')
+  }
+
+  /** @internal The binding object, for the sync module. */
+  static nativeOf(shm: SharedMemory): NativeSegment {
+    return shm.#native
+  }
+}
+
+export { MAX_SIZE }

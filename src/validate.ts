@@ -1,0 +1,47 @@
+// Argument checks run before any native call, so the binding sees only
+// well-formed values and every mistake names the argument at fault.
+
+import { invalidArgType, outOfRange } from './errors'
+
+/** 2^53 − 1: the largest size or offset a JavaScript number holds exactly. */
+export const MAX_SIZE = Number.MAX_SAFE_INTEGER
+
+export function validateString(value: unknown, argument: string): asserts value is string {
+  if (typeof value !== 'string') throw invalidArgType(argument, 'of type string', value)
+}
+
+export function validateBoolean(value: unknown, argument: string): asserts value is boolean {
+  if (typeof value !== 'boolean') throw invalidArgType(argument, 'of type boolean', value)
+}
+
+/** An integer in `[min, max]`: `ERR_INVALID_ARG_TYPE` for non-numbers, `ERR_OUT_OF_RANGE` otherwise. */
+export function validateInteger(value: unknown, argument: string, min = 0, max = MAX_SIZE): asserts value is number {
+  if (typeof value !== 'number') throw invalidArgType(argument, 'of type number', value)
+  if (!Number.isInteger(value) || value < min || value > max) {
+    const range = Number.isInteger(value) ? `>= ${min} && <= ${max === MAX_SIZE ? '2^53 - 1' : max}` : 'an integer'
+    throw outOfRange(argument, range, value)
+  }
+}
+
+/** `undefined` or a plain object: the shape of an options argument. */
+export function validateOptions<T extends object>(value: unknown, argument = 'options'): Partial<T> {
+  if (value === undefined) return {}
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw invalidArgType(argument, 'of type object', value)
+  }
+  return value as Partial<T>
+}
+
+/** Reads an optional boolean option. */
+export function booleanOption(options: Record<string, unknown>, key: string, fallback: boolean): boolean {
+  const value = options[key]
+  if (value === undefined) return fallback
+  validateBoolean(value, `options.${key}`)
+  return value
+}
+
+/** A Uint8Array over the bytes of any TypedArray or DataView, without copying. */
+export function bytesOf(value: unknown, argument: string, expected: string): Uint8Array {
+  if (!ArrayBuffer.isView(value)) throw invalidArgType(argument, expected, value)
+  return value instanceof Uint8Array ? value : new Uint8Array(value.buffer, value.byteOffset, value.byteLength)
+}
