@@ -1,19 +1,17 @@
 import test from 'ava'
 
-import { SharedMemory } from '../index'
+import { runNode, scratch } from './helpers'
 
-test('a created segment is zero-filled and shared between two handles', (t) => {
-  const name = `named-shm-smoke-${process.pid}`
-  const writer = SharedMemory.open(name, 64, { create: true, exclusive: true })
-  t.teardown(() => {
-    writer.close()
-    try {
-      SharedMemory.delete(name)
-    } catch {}
-  })
-  t.deepEqual([...writer.read()], new Array(64).fill(0))
-  const reader = SharedMemory.open(name, 0)
-  writer.write('abc', 10)
-  t.is(reader.read(10, 3).toString(), 'abc')
-  reader.close()
+test('a segment created here is read and written by another process', async (t) => {
+  const shm = scratch(t, 64)
+  shm.write('ping', 0)
+  const script = `const { SharedMemory } = require(process.env.NAMED_SHM_ROOT)
+const shm = SharedMemory.open(${JSON.stringify(shm.name)}, 0)
+process.stdout.write(shm.read(0, 4).toString())
+shm.write('pong', 4)
+shm.close()`
+  const child = await runNode(['-e', script])
+  t.is(child.code, 0, child.stderr)
+  t.is(child.stdout, 'ping')
+  t.is(shm.read(4, 4).toString(), 'pong')
 })

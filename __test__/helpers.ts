@@ -1,0 +1,88 @@
+// Shared by the ava specs: unique names, cleanup, child processes, counters.
+
+import { spawn } from 'node:child_process'
+import { readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+
+import type { ExecutionContext } from 'ava'
+
+import { SharedMemory, type OpenOptions } from '../index'
+
+/** The package root, for child processes to `require()`. */
+export const PACKAGE_ROOT = join(__dirname, '..')
+
+let counter = 0
+
+/** A segment name no other test or run uses. */
+export function uniqueName(prefix = 'test'): string {
+  counter += 1
+  return `named-shm-${prefix}-${process.pid}-${counter}-${Math.random().toString(36).slice(2, 8)}`
+}
+
+/** Deletes `name` when the test ends, ignoring ENOENT. */
+export function deleteAtEnd(t: ExecutionContext, name: string): void {
+  t.teardown(() => {
+    try {
+      SharedMemory.delete(name)
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'ENOENT') throw error
+    }
+  })
+}
+
+/** Creates a fresh segment that is closed and deleted when the test ends. */
+export function scratch(t: ExecutionContext, size: number, options: OpenOptions = {}): SharedMemory {
+  const name = uniqueName(t.title.replace(/[^a-z0-9]+/gi, '-').slice(0, 40))
+  const shm = SharedMemory.open(name, size, { create: true, exclusive: true, ...options })
+  deleteAtEnd(t, name)
+  t.teardown(() => shm.close())
+  return shm
+}
+
+export interface ChildResult {
+  code: number | null
+  signal: NodeJS.Signals | null
+  stdout: string
+  stderr: string
+}
+
+/** Runs `node <script> ...args` (a file under __test__/fixtures/) to its end. */
+export function runFixture(script: string, args: string[] = [], options: { env?: NodeJS.ProcessEnv } = {}): Promise<ChildResult> {
+  return runNode([join(__dirname, 'fixtures', script), ...args], options)
+}
+
+/** Runs `node ...args` to its end, collecting its output. */
+export function runNode(args: string[], options: { env?: NodeJS.ProcessEnv } = {}): Promise<ChildResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, {
+      env: { ...process.env, NAMED_SHM_ROOT: PACKAGE_ROOT, ...options.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (chunk) => (stdout += chunk))
+    child.stderr.on('data', (chunk) => (stderr += chunk))
+    child.on('error', reject)
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }))
+  })
+}
+
+/** Open file descriptors of this process. */
+export function fdCount(): number {
+  return readdirSync('/proc/self/fd').length
+}
+
+/** Lines of /proc/self/maps: this process's mappings. */
+export function mapsCount(): number {
+  return readFileSync('/proc/self/maps', 'utf8').split('\n').filter(Boolean).length
+}
+
+/** Runs the garbage collector (tests run with --expose-gc) and lets finalizers settle. */
+export async function collectGarbage(): Promise<void> {
+  const gc = (globalThis as { gc?: () => void }).gc
+  if (!gc) throw new Error('run with --expose-gc')
+  for (let round = 0; round < 3; round += 1) {
+    gc()
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+}
