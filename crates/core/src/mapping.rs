@@ -89,10 +89,10 @@ impl Mapping {
   /// [`Error::InvalidArgument`] when the range leaves the mapping or it is unmapped.
   pub fn read_at(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
     let src = self.range(offset, dst.len())?;
-    // SAFETY: `range` checked that the bytes lie in the live mapping; `dst` is
-    // a distinct Rust buffer. Other processes may write meanwhile: shared
-    // memory gives no snapshot, as documented.
-    unsafe { ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), dst.len()) };
+    // SAFETY: `range` checked that the bytes lie in the live mapping. `dst`
+    // may itself be a view of this segment, so copy as memmove does. Other
+    // processes may write meanwhile: shared memory gives no snapshot.
+    unsafe { ptr::copy(src, dst.as_mut_ptr(), dst.len()) };
     Ok(())
   }
 
@@ -106,8 +106,8 @@ impl Mapping {
       return Err(Error::ReadOnly);
     }
     let dst = self.range(offset, src.len())?;
-    // SAFETY: as in `read_at`; the mapping is writable and shared.
-    unsafe { ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) };
+    // SAFETY: as in `read_at` (`src` may overlap); the mapping is writable.
+    unsafe { ptr::copy(src.as_ptr(), dst, src.len()) };
     Ok(())
   }
 
