@@ -70,6 +70,23 @@ test('after close, every view of every attachment has length 0 and reads undefin
   all.forEach((views, index) => assertDead(t, views, `close, attachment ${index}`))
 })
 
+test('copying from or into a detached view moves no bytes and never reaches the unmapped memory', (t) => {
+  const shm = scratch(t, 4096)
+  const other = SharedMemory.open(shm.name, 0)
+  t.teardown(() => other.close())
+  shm.write('segment', 0)
+  const view = other.attach()
+  const views = viewsOn(view)
+  other.detach(view)
+  t.is(shm.write(views.typed.buffer, 0), 0)
+  t.is(shm.write(views.typed.int32, 100), 0)
+  t.is(shm.readInto(views.typed.subarray, 0), 0)
+  t.is(shm.readInto(views.typed.float64, 0), 0)
+  t.is(shm.write(views.dataView, 0), 0)
+  t.is(shm.readInto(views.dataView, 0), 0)
+  t.is(shm.read(0, 7).toString(), 'segment')
+})
+
 test('detach and close of a read-only handle kill its views too', (t) => {
   const shm = scratch(t, 4096)
   const readOnly = SharedMemory.open(shm.name, 0, { readOnly: true })
