@@ -2,6 +2,7 @@
 
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use crate::error::{Error, Result};
 use crate::os;
@@ -39,8 +40,29 @@ unsafe impl Send for Mapping {}
 // SAFETY: as above; `ptr` is atomic so `unmap` through `&self` is race-free.
 unsafe impl Sync for Mapping {}
 
+/// `(start, len)` of every live mapping in this process. Two mappings of one
+/// segment are two addresses for the same memory, so a caller's buffer that
+/// lies in any mapping may alias the bytes a copy overwrites, which neither
+/// `copy_nonoverlapping` nor `memmove` can see; such copies are staged.
+static LIVE: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
+
+fn live() -> std::sync::MutexGuard<'static, Vec<(usize, usize)>> {
+  // The list stays consistent even if a holder panicked: each edit is one call.
+  LIVE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Whether `[addr, addr + len)` overlaps any live mapping of this process.
+fn in_some_mapping(addr: *const u8, len: usize) -> bool {
+  let addr = addr as usize;
+  len > 0
+    && live()
+      .iter()
+      .any(|&(start, size)| addr < start.saturating_add(size) && start < addr.saturating_add(len))
+}
+
 impl Mapping {
   pub(crate) fn new(ptr: *mut u8, len: usize, access: Access) -> Mapping {
+    live().push((ptr as usize, len));
     Mapping {
       ptr: AtomicPtr::new(ptr),
       len,
@@ -89,10 +111,18 @@ impl Mapping {
   /// [`Error::InvalidArgument`] when the range leaves the mapping or it is unmapped.
   pub fn read_at(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
     let src = self.range(offset, dst.len())?;
-    // SAFETY: `range` checked that the bytes lie in the live mapping. `dst`
-    // may itself be a view of this segment, so copy as memmove does. Other
-    // processes may write meanwhile: shared memory gives no snapshot.
-    unsafe { ptr::copy(src, dst.as_mut_ptr(), dst.len()) };
+    if in_some_mapping(dst.as_ptr(), dst.len()) {
+      // `dst` may be these very bytes through another mapping: copy them out first.
+      let mut staged = vec![0u8; dst.len()];
+      // SAFETY: as below, into a buffer of our own.
+      unsafe { ptr::copy_nonoverlapping(src, staged.as_mut_ptr(), staged.len()) };
+      dst.copy_from_slice(&staged);
+      return Ok(());
+    }
+    // SAFETY: `range` checked that the bytes lie in the live mapping; `dst` is
+    // in no mapping, so it is distinct memory. Other processes may write
+    // meanwhile: shared memory gives no snapshot, as documented.
+    unsafe { ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), dst.len()) };
     Ok(())
   }
 
@@ -106,8 +136,17 @@ impl Mapping {
       return Err(Error::ReadOnly);
     }
     let dst = self.range(offset, src.len())?;
-    // SAFETY: as in `read_at` (`src` may overlap); the mapping is writable.
-    unsafe { ptr::copy(src.as_ptr(), dst, src.len()) };
+    let staged;
+    let src = if in_some_mapping(src.as_ptr(), src.len()) {
+      // `src` may be these very bytes through another mapping: copy them out first.
+      staged = src.to_vec();
+      &staged[..]
+    } else {
+      src
+    };
+    // SAFETY: as in `read_at`; the mapping is writable and shared, and `src`
+    // is now memory that no mapping reaches.
+    unsafe { ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) };
     Ok(())
   }
 
@@ -134,6 +173,11 @@ impl Mapping {
   pub unsafe fn unmap(&self) {
     let ptr = self.ptr.swap(ptr::null_mut(), Ordering::AcqRel);
     if !ptr.is_null() {
+      let mut live = live();
+      if let Some(index) = live.iter().position(|&(start, _)| start == ptr as usize) {
+        live.swap_remove(index);
+      }
+      drop(live);
       // SAFETY: `ptr`/`len` came from `os::map` and were unmapped by no one:
       // the swap hands them to exactly one caller.
       unsafe { os::unmap(ptr, self.len) };
