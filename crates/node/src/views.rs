@@ -3,9 +3,10 @@
 //!
 //! Ownership: the `ArrayBuffer`'s finalizer holds one `Arc<Mapping>`, the
 //! handle that made it holds another plus a weak reference to the buffer.
-//! Memory is unmapped when the handle detaches the buffer (`detach`,
-//! `close`) or when the garbage collector frees the buffer, whichever is
-//! first; it is never unmapped while JavaScript can reach it.
+//! Memory is unmapped when the handle detaches a live buffer over it
+//! (`detach`, `close`) or when the garbage collector frees the last buffer
+//! holding it, whichever is first; it is never unmapped while JavaScript can
+//! reach it.
 
 use std::ffi::c_void;
 use std::ptr;
@@ -81,7 +82,7 @@ impl View {
     &self.mapping
   }
 
-  /// Whether the garbage collector has freed the buffer.
+  /// Whether the garbage collector has freed the buffer we made.
   pub fn is_collected(&self, env: &Env) -> bool {
     self.buffer_value(env).is_none()
   }
@@ -93,20 +94,37 @@ impl View {
     (status == sys::Status::napi_ok && !value.is_null()).then_some(value)
   }
 
-  /// Detaches the buffer (every view on it reports length 0), then unmaps.
-  pub fn detach(self, env: &Env) {
-    if let Some(buffer) = self.buffer_value(env) {
-      // SAFETY: `buffer` is our external ArrayBuffer, detachable by
-      // construction. Failure leaves it attached; then we must not unmap.
-      let status = unsafe { sys::napi_detach_arraybuffer(env.raw(), buffer) };
-      if status != sys::Status::napi_ok {
-        self.forget(env);
-        return;
+  /// Whether `buffer` is a live `ArrayBuffer` over this view's memory.
+  fn is_over_memory(&self, env: &Env, buffer: sys::napi_value) -> bool {
+    let mut data = ptr::null_mut();
+    let mut length = 0;
+    // SAFETY: `buffer` is a value of this env; both out-pointers are valid.
+    let status =
+      unsafe { sys::napi_get_arraybuffer_info(env.raw(), buffer, &mut data, &mut length) };
+    status == sys::Status::napi_ok && self.starts_at(data) && length == self.mapping.len()
+  }
+
+  /// Detaches `buffer` (by default the one we made) so that every view on it
+  /// reports length 0, then unmaps.
+  ///
+  /// Only a live buffer that still holds our memory proves that nothing else
+  /// does. Our own buffer may have been detached by JavaScript instead:
+  /// `ArrayBuffer.prototype.transfer()` (Node >= 21) moves the memory into a
+  /// new buffer we do not know. Then the memory stays mapped until the
+  /// finalizer runs, which happens when the last buffer holding it is freed.
+  pub fn detach(self, env: &Env, buffer: Option<sys::napi_value>) {
+    if let Some(buffer) = buffer.or_else(|| self.buffer_value(env)) {
+      if self.is_over_memory(env, buffer) {
+        // SAFETY: `buffer` is a live external ArrayBuffer over our memory.
+        let status = unsafe { sys::napi_detach_arraybuffer(env.raw(), buffer) };
+        if status == sys::Status::napi_ok {
+          // SAFETY: the only buffer over the memory is now detached, so
+          // JavaScript cannot reach it, and Rust keeps no pointer into it
+          // across calls.
+          unsafe { self.mapping.unmap() };
+        }
       }
     }
-    // SAFETY: the buffer is detached or collected: JavaScript cannot reach
-    // the memory, and Rust code holds no pointer into it across calls.
-    unsafe { self.mapping.unmap() };
     self.forget(env);
   }
 
@@ -122,7 +140,8 @@ impl View {
 unsafe extern "C" fn release(_env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
   // SAFETY: `hint` is the Box leaked in `View::new`, reclaimed only here.
   let mapping = unsafe { Box::from_raw(hint.cast::<Arc<Mapping>>()) };
-  // SAFETY: the buffer is gone, so nothing in JavaScript reaches the memory;
-  // the handle unmaps only after detaching or seeing the buffer collected.
+  // SAFETY: the last buffer holding the memory is gone, so nothing in
+  // JavaScript reaches it; the handle unmaps earlier only after detaching a
+  // buffer that held it.
   unsafe { mapping.unmap() };
 }
