@@ -47,18 +47,23 @@ impl View {
         &mut buffer,
       )
     };
-    if status != sys::Status::napi_ok {
-      // SAFETY: the buffer was not created, so `release` will never see `hint`.
+    if status == sys::Status::napi_no_external_buffers_allowed {
+      // SAFETY: the runtime refused before making anything, so `release`
+      // will never see `hint`.
       drop(unsafe { Box::from_raw(hint) });
-      if status == sys::Status::napi_no_external_buffers_allowed {
-        return Err(throw_code(
-          env,
-          Kind::Error,
-          EXTERNAL_BUFFERS,
-          "This runtime forbids external buffers (Electron >= 21), so attach() cannot share memory here; use read() and write() instead",
-        ));
-      }
-      check(status)?;
+      return Err(throw_code(
+        env,
+        Kind::Error,
+        EXTERNAL_BUFFERS,
+        "This runtime forbids external buffers (Electron >= 21), so attach() cannot share memory here; use read() and write() instead",
+      ));
+    }
+    if status != sys::Status::napi_ok {
+      // Any other failure (e.g. longer than `buffer.constants.MAX_LENGTH`):
+      // Node has already handed `hint` to `release` (node::Buffer::New calls
+      // the free callback when it fails), so freeing it here would be a double
+      // free. A runtime that does not call it leaks one mapping instead.
+      return Err(pending_or(env, status));
     }
     let mut reference = ptr::null_mut();
     // SAFETY: `buffer` was just created in `env`; count 0 makes it weak.
@@ -134,6 +139,19 @@ impl View {
     // SAFETY: deleting our own reference once; `self` is consumed.
     unsafe { sys::napi_delete_reference(env.raw(), self.buffer) };
   }
+}
+
+/// The error for a failed Node-API call: the exception it left pending, if any.
+fn pending_or(env: &Env, status: sys::napi_status) -> napi::Error {
+  let mut pending = false;
+  // SAFETY: live env of this call; `pending` is a valid out-pointer.
+  let asked = unsafe { sys::napi_is_exception_pending(env.raw(), &mut pending) };
+  if asked == sys::Status::napi_ok && pending {
+    return napi::Error::from_status(napi::Status::PendingException);
+  }
+  check(status)
+    .err()
+    .unwrap_or_else(|| napi::Error::from_status(napi::Status::GenericFailure))
 }
 
 /// The `ArrayBuffer` finalizer: the garbage collector freed the buffer.
