@@ -52,9 +52,9 @@ export function runFixture(script: string, args: string[] = [], options: { env?:
 }
 
 /** Runs `node ...args` to its end, collecting its output. */
-export function runNode(args: string[], options: { env?: NodeJS.ProcessEnv } = {}): Promise<ChildResult> {
+export function runNode(args: string[], options: { env?: NodeJS.ProcessEnv; node?: string } = {}): Promise<ChildResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, {
+    const child = spawn(options.node ?? process.execPath, args, {
       env: { ...process.env, NAMED_SHM_ROOT: PACKAGE_ROOT, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     })
