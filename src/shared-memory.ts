@@ -1,5 +1,7 @@
 // The SharedMemory class (SPEC §1): validates, then calls the binding.
 
+import { kMaxLength } from 'node:buffer'
+
 import { NativeSegment, deleteSegment, osNameOf } from '../binding'
 import { invalidArgType, invalidArgValue, libraryError, outOfRange } from './errors'
 import {
@@ -171,12 +173,17 @@ export class SharedMemory implements Disposable {
   /**
    * Copies bytes out of the segment into a new Buffer. Needs no attached view
    * and works in every runtime, Electron included.
-   * @throws `ERR_OUT_OF_RANGE` when `offset + length > size`.
+   * @throws `ERR_OUT_OF_RANGE` when `offset + length > size` or `length` is
+   *   more than a Buffer can hold; `ENOMEM` when the copy cannot be allocated.
    */
   read(offset = 0, length?: number): Buffer {
     validateInteger(offset, 'offset', 0, this.size)
     if (length === undefined) length = this.size - offset
     else validateInteger(length, 'length', 0, this.size - offset)
+    // A Buffer cannot be longer; asking would fail deep inside Node.
+    if (length > kMaxLength) {
+      throw outOfRange('length', `at most buffer.constants.MAX_LENGTH (${kMaxLength}) bytes per read`, length)
+    }
     return this.#native.read(offset, length)
   }
 

@@ -189,12 +189,12 @@ impl NativeSegment {
       to_u64(&env, offset, "offset")?,
       to_u64(&env, length, "length")?,
     );
+    let os_name = self.os_name();
     let copier = self.copier(&env)?;
     let (offset, length) = in_bounds(&env, copier, offset, length, "length")?;
-    let mut bytes = vec![0u8; length];
-    copier
-      .read_at(offset, &mut bytes)
-      .map_err(|e| throw_core(&env, &e))?;
+    let bytes = copier
+      .read_to_vec(offset, length)
+      .map_err(|e| throw_core(&env, &e.for_name(&os_name)))?;
     Ok(bytes.into())
   }
 
@@ -205,7 +205,7 @@ impl NativeSegment {
     env: Env,
     mut target: Uint8ArraySlice<'_>,
     offset: f64,
-  ) -> napi::Result<u32> {
+  ) -> napi::Result<f64> {
     let offset = to_u64(&env, offset, "offset")?;
     let copier = self.copier(&env)?;
     let available = (copier.len() as u64).saturating_sub(offset);
@@ -217,19 +217,19 @@ impl NativeSegment {
     copier
       .read_at(offset, &mut target[..length])
       .map_err(|e| throw_core(&env, &e))?;
-    Ok(length as u32)
+    Ok(length as f64)
   }
 
   /// Copies `source` into the segment at `offset`; returns the count.
   #[napi]
-  pub fn write(&mut self, env: Env, source: Uint8ArraySlice<'_>, offset: f64) -> napi::Result<u32> {
+  pub fn write(&mut self, env: Env, source: Uint8ArraySlice<'_>, offset: f64) -> napi::Result<f64> {
     let offset = to_u64(&env, offset, "offset")?;
     let copier = self.copier(&env)?;
     let (offset, length) = in_bounds(&env, copier, offset, source.len() as u64, "source")?;
     copier
       .write_at(offset, &source[..length])
       .map_err(|e| throw_core(&env, &e))?;
-    Ok(length as u32)
+    Ok(length as f64)
   }
 
   /// Detaches every view, unmaps, and releases the OS handle
