@@ -82,7 +82,6 @@ impl Segment {
         "The argument 'size' must be at least 1 to create a segment".into(),
       ));
     }
-    let os_name = name.os_name();
     if !options.create {
       return Segment::open_existing(name, size, options.read_only);
     }
@@ -98,7 +97,7 @@ impl Segment {
       }
       match Segment::create_new(name, size, options) {
         Err(error) if error.code() == "EEXIST" => continue,
-        other => return other.map_err(|e| e.for_name(os_name)),
+        other => return other,
       }
     }
   }
@@ -108,8 +107,9 @@ impl Segment {
       .map_err(|e| e.for_name(name.os_name()))?;
     let (handle, read_only) = if options.read_only {
       // The creator sized it through a writable handle; keep only a read one.
-      drop(handle);
-      (os::open(name.os_name(), true)?, true)
+      let reopened =
+        os::reopen_read_only(&handle, name.os_name()).map_err(|e| e.for_name(name.os_name()))?;
+      (reopened, true)
     } else {
       (handle, false)
     };
