@@ -140,11 +140,20 @@ export class SharedMemory implements Disposable {
    * (`PR_AttachSharedMemory`). Each call maps again and returns a new Buffer.
    * Its memory starts on a page boundary, so `Int32Array`, `Float64Array`,
    * `BigInt64Array` and `DataView` work over `view.buffer`.
-   * @throws `ERR_SHM_CLOSED`, `ERR_SHM_EXTERNAL_BUFFERS` (Electron), `ENOMEM`.
+   * @throws `ERR_SHM_CLOSED`, `ERR_SHM_EXTERNAL_BUFFERS` (Electron), `ENOMEM`;
+   *   `ERR_OUT_OF_RANGE` when `size` is more than a Buffer can hold.
    */
   attach(options?: AttachOptions): Buffer {
     const given = validateOptions<AttachOptions>(options) as Record<string, unknown>
     const readOnly = booleanOption(given, 'readOnly', this.readOnly)
+    this.#throwIfClosed()
+    if (this.size > kMaxLength) {
+      throw outOfRange(
+        'size',
+        `at most buffer.constants.MAX_LENGTH (${kMaxLength}) to attach; open the segment with a smaller size to map its start, or use read() and write()`,
+        this.size,
+      )
+    }
     return Buffer.from(this.#native.attach(readOnly))
   }
 

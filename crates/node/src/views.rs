@@ -14,7 +14,7 @@ use std::sync::Arc;
 use named_shm_core::Mapping;
 use napi::{sys, Env};
 
-use crate::errors::{check, throw_code, Kind, EXTERNAL_BUFFERS};
+use crate::errors::{check, throw_code, Kind, EXTERNAL_BUFFERS, OUT_OF_RANGE};
 
 /// A mapping handed to JavaScript.
 pub struct View {
@@ -46,18 +46,32 @@ impl View {
         &mut buffer,
       )
     };
-    if status != sys::Status::napi_ok {
-      // SAFETY: the buffer was not created, so `release` will never see `hint`.
+    if status == sys::Status::napi_no_external_buffers_allowed {
+      // SAFETY: refused before Node took the finalizer, so `release` will
+      // never see `hint`.
       drop(unsafe { Box::from_raw(hint) });
-      if status == sys::Status::napi_no_external_buffers_allowed {
-        return Err(throw_code(
-          env,
-          Kind::Error,
-          EXTERNAL_BUFFERS,
-          "This runtime forbids external buffers (Electron >= 21), so attach() cannot share memory here; use read() and write() instead",
-        ));
-      }
-      check(status)?;
+      return Err(throw_code(
+        env,
+        Kind::Error,
+        EXTERNAL_BUFFERS,
+        "This runtime forbids external buffers (Electron >= 21), so attach() cannot share memory here; use read() and write() instead",
+      ));
+    }
+    if status != sys::Status::napi_ok {
+      // Other failures may come after Node took the finalizer: Node's
+      // Buffer::New calls it at once when the length is over its limit, so
+      // freeing `hint` here too was a double free. Leave it to `release`
+      // (at worst a leak) and replace Node's uncoded exception with ours.
+      clear_pending_exception(env);
+      return Err(throw_code(
+        env,
+        Kind::RangeError,
+        OUT_OF_RANGE,
+        &format!(
+          "Could not make a view of {} bytes (more than this runtime's buffers hold?); open the segment with a smaller size, or use read() and write()",
+          mapping.len()
+        ),
+      ));
     }
     let mut reference = ptr::null_mut();
     // SAFETY: `buffer` was just created in `env`; count 0 makes it weak.
@@ -115,6 +129,18 @@ impl View {
   pub fn forget(self, env: &Env) {
     // SAFETY: deleting our own reference once; `self` is consumed.
     unsafe { sys::napi_delete_reference(env.raw(), self.buffer) };
+  }
+}
+
+/// Drops an exception Node left pending, so that ours replaces it.
+fn clear_pending_exception(env: &Env) {
+  let mut pending = false;
+  // SAFETY: live env; valid out-pointers.
+  unsafe {
+    if sys::napi_is_exception_pending(env.raw(), &mut pending) == sys::Status::napi_ok && pending {
+      let mut exception = ptr::null_mut();
+      sys::napi_get_and_clear_last_exception(env.raw(), &mut exception);
+    }
   }
 }
 
