@@ -43,5 +43,9 @@ export function booleanOption(options: Record<string, unknown>, key: string, fal
 /** A Uint8Array over the bytes of any TypedArray or DataView, without copying. */
 export function bytesOf(value: unknown, argument: string, expected: string): Uint8Array {
   if (!ArrayBuffer.isView(value)) throw invalidArgType(argument, expected, value)
-  return value instanceof Uint8Array ? value : new Uint8Array(value.buffer, value.byteOffset, value.byteLength)
+  if (value instanceof Uint8Array) return value
+  // A view on a detached buffer (say, made before shm.detach()) has no bytes;
+  // a DataView's byteOffset and a new Uint8Array over it would throw instead.
+  if (value.buffer.byteLength === 0) return new Uint8Array(0)
+  return new Uint8Array(value.buffer, value.byteOffset, value.byteLength)
 }
