@@ -21,6 +21,7 @@ pub struct View {
   mapping: Arc<Mapping>,
   /// Weak: the handle must not keep the buffer alive.
   buffer: sys::napi_ref,
+  address: usize,
 }
 
 impl View {
@@ -78,11 +79,17 @@ impl View {
     check(unsafe { sys::napi_create_reference(env.raw(), buffer, 0, &mut reference) })?;
     Ok((
       View {
+        address: mapping.as_ptr() as usize,
         mapping,
         buffer: reference,
       },
       buffer,
     ))
+  }
+
+  /// The address of the first byte, fixed at creation (the key of a view).
+  pub fn address(&self) -> usize {
+    self.address
   }
 
   /// Whether `data` is the first byte of this view's live mapping.
