@@ -27,6 +27,13 @@ export interface OpenOptions {
    * When creating, reserve the memory now, so that a full `/dev/shm` fails here
    * with `ENOSPC` instead of killing the process with SIGBUS on a later write.
    * Default `true`.
+   *
+   * With `false` (Linux), creating only sets the size and succeeds even beyond
+   * the free space; each page is allocated when first written. If `/dev/shm`
+   * is full by then, the kernel sends SIGBUS to the process writing that page,
+   * through a view or `write()`, and it dies (JavaScript cannot catch it);
+   * other processes and pages already written are unaffected. Use it only for
+   * sparse segments. macOS and Windows always reserve.
    */
   reserve?: boolean
   /** Windows: use the `Global\` namespace (every session). Ignored elsewhere. Default `false`. */
