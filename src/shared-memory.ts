@@ -33,7 +33,8 @@ export interface OpenOptions {
    * is full by then, the kernel sends SIGBUS to the process writing that page,
    * through a view or `write()`, and it dies (JavaScript cannot catch it);
    * other processes and pages already written are unaffected. Use it only for
-   * sparse segments. macOS and Windows always reserve.
+   * sparse segments. It matters on Linux only: Windows commits the whole size
+   * when creating, and macOS backs segments with ordinary virtual memory.
    */
   reserve?: boolean
   /** Windows: use the `Global\` namespace (every session). Ignored elsewhere. Default `false`. */
