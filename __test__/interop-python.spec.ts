@@ -1,14 +1,14 @@
 // SPEC §2 interop: Python's multiprocessing.shared_memory finds our segments
 // by the same name, and we find its.
 
-import { spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 
 import test, { type ExecutionContext } from 'ava'
 
 import { SharedMemory } from '../index'
-import { type ChildResult, deleteAtEnd, scratch, uniqueName } from './helpers'
+import { type ChildResult, deleteAtEnd, runProcess, scratch, uniqueName } from './helpers'
 
 const SCRIPT = join(__dirname, 'fixtures', 'shm_interop.py')
 
@@ -30,15 +30,7 @@ function skipWithoutPython(t: ExecutionContext): boolean {
 }
 
 function runPython(args: string[]): Promise<ChildResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('python3', [SCRIPT, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (chunk) => (stdout += chunk))
-    child.stderr.on('data', (chunk) => (stderr += chunk))
-    child.on('error', reject)
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }))
-  })
+  return runProcess('python3', [SCRIPT, ...args])
 }
 
 test('a segment created here is read and written by Python under the same name', async (t) => {
