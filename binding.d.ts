@@ -43,8 +43,41 @@ export declare class NativeSegment {
   close(): void
 }
 
+/** Ends a pending `waitAsync` or `lockAsync`; its outcome becomes `cancelled`. */
+export declare function cancelWait(id: number): void
+
+/**
+ * Checks that a `SharedMutex` can live at `byteOffset` of `view` (throws
+ * the errors its methods would).
+ */
+export declare function checkMutex(view: ArrayBufferView, byteOffset: number): void
+
 /** Removes the segment `name` (`PR_DeleteSharedMemory`). */
 export declare function deleteSegment(name: string, global: boolean): void
+
+/**
+ * Registers `(id, outcome, detail)` as this thread's receiver of async
+ * outcomes (called once per thread by the facade).
+ */
+export declare function initSync(callback: (id: number, outcome: number, detail: string) => void): void
+
+/**
+ * Whether this thread's pending async waits keep the event loop alive
+ * (the facade turns it on while a `{ ref: true }` wait is pending).
+ */
+export declare function keepAlive(on: boolean): void
+
+/**
+ * Locks the `SharedMutex` at `byteOffset` of `view`, blocking at most
+ * `timeoutMs`; returns an outcome code.
+ */
+export declare function lockMutex(view: ArrayBufferView, byteOffset: number, timeoutMs: number, spin: boolean): number
+
+/**
+ * Starts a `lockAsync` for this thread: a pending id (> 0), or `-1 - code`
+ * when it ends at once (`ok`, `owner-died`, or `timed-out` for a zero timeout).
+ */
+export declare function lockMutexAsync(view: ArrayBufferView, byteOffset: number, timeoutMs: number): number
 
 /** What `NativeSegment.open` needs, already validated by the facade. */
 export interface NativeOpenOptions {
@@ -62,5 +95,32 @@ export interface NativeOpenOptions {
   global: boolean
 }
 
+/**
+ * Wakes up to `count` waiters on `view[index]` in every process (`count`
+ * ≥ 2^32 − 1 or +Infinity: all); returns how many the OS reports.
+ */
+export declare function notifyWord(view: Int32Array, index: number, count: number): number
+
 /** The OS name `name` maps to on this platform. */
 export declare function osNameOf(name: string, global: boolean): string
+
+/** How many `waitAsync`/`lockAsync` are pending in this process. */
+export declare function pendingWaits(): number
+
+/** Takes the `SharedMutex` if free (or its owner died); returns an outcome code. */
+export declare function tryLockMutex(view: ArrayBufferView, byteOffset: number): number
+
+/** Unlocks the `SharedMutex`; `ERR_SHM_NOT_OWNER` unless this thread holds it. */
+export declare function unlockMutex(view: ArrayBufferView, byteOffset: number): void
+
+/**
+ * Blocks while `view[index]` holds `expected` (`Atomics.wait` across
+ * processes); returns an outcome code.
+ */
+export declare function waitWord(view: Int32Array, index: number, expected: number, timeoutMs: number, spin: boolean): number
+
+/**
+ * Starts a `waitAsync`: a pending id (> 0), or `-1 - code` when it ends at
+ * once (`not-equal`, or `timed-out` for a zero timeout).
+ */
+export declare function waitWordAsync(view: Int32Array, index: number, expected: number, timeoutMs: number): number

@@ -836,5 +836,17 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.NativeSegment = nativeBinding.NativeSegment
+module.exports.cancelWait = nativeBinding.cancelWait
+module.exports.checkMutex = nativeBinding.checkMutex
 module.exports.deleteSegment = nativeBinding.deleteSegment
+module.exports.initSync = nativeBinding.initSync
+module.exports.keepAlive = nativeBinding.keepAlive
+module.exports.lockMutex = nativeBinding.lockMutex
+module.exports.lockMutexAsync = nativeBinding.lockMutexAsync
+module.exports.notifyWord = nativeBinding.notifyWord
 module.exports.osNameOf = nativeBinding.osNameOf
+module.exports.pendingWaits = nativeBinding.pendingWaits
+module.exports.tryLockMutex = nativeBinding.tryLockMutex
+module.exports.unlockMutex = nativeBinding.unlockMutex
+module.exports.waitWord = nativeBinding.waitWord
+module.exports.waitWordAsync = nativeBinding.waitWordAsync

@@ -62,7 +62,7 @@ impl SharedWord {
     let fits = offset
       .checked_add(width)
       .is_some_and(|end| end <= pin.len());
-    let aligned = (pin.as_ptr() as usize + offset) % width == 0;
+    let aligned = (pin.as_ptr() as usize + offset).is_multiple_of(width);
     (fits && aligned).then(|| SharedWord {
       pin,
       offset,
@@ -206,7 +206,7 @@ impl Spinner {
       std::hint::spin_loop();
       round = round.wrapping_add(1);
       // Reading the clock costs about as much as 20 pause instructions.
-      if round % 16 == 0 && start.elapsed() >= budget {
+      if round.is_multiple_of(16) && start.elapsed() >= budget {
         return false;
       }
     }

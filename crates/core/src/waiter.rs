@@ -300,8 +300,9 @@ struct Pool {
   multi: bool,
 }
 
+static POOL: OnceLock<Pool> = OnceLock::new();
+
 fn pool() -> &'static Pool {
-  static POOL: OnceLock<Pool> = OnceLock::new();
   POOL.get_or_init(|| Pool::new(wait_any_works()))
 }
 
@@ -420,8 +421,11 @@ pub fn cancel(id: u64) {
 
 /// Tells every waiter thread to look again: a view was detached.
 pub fn poke() {
-  for shard in pool().shards().iter() {
-    shard.poke();
+  // No pool yet: no waits to end.
+  if let Some(pool) = POOL.get() {
+    for shard in pool.shards().iter() {
+      shard.poke();
+    }
   }
 }
 

@@ -6,6 +6,11 @@
 
 mod errors;
 mod segment;
+mod sync;
 mod views;
 
 pub use segment::{delete_segment, os_name_of, NativeOpenOptions, NativeSegment};
+pub use sync::{
+  cancel_wait, check_mutex, init_sync, keep_alive, lock_mutex, lock_mutex_async, notify_word,
+  pending_waits, try_lock_mutex, unlock_mutex, wait_word, wait_word_async,
+};

@@ -151,8 +151,17 @@ impl NativeSegment {
       Access::ReadWrite
     };
     let mapping = segment.map(access).map_err(|e| throw_core(&env, &e))?;
+    // A copy-on-write view waits and notifies through a shared alias (see views.rs).
+    let alias = match access {
+      Access::CopyOnWrite => Some(
+        segment
+          .map(Access::ReadOnly)
+          .map_err(|e| throw_core(&env, &e))?,
+      ),
+      _ => None,
+    };
     self.prune(&env);
-    let (view, buffer) = View::new(&env, mapping)?;
+    let (view, buffer) = View::new(&env, mapping, alias)?;
     self.views.push(view);
     // SAFETY: `buffer` is a live value created in `env` during this call.
     Ok(unsafe { napi::bindgen_prelude::Unknown::from_raw_unchecked(env.raw(), buffer) })

@@ -6,15 +6,79 @@
 //! Memory is unmapped when the handle detaches the buffer (`detach`,
 //! `close`) or when the garbage collector frees the buffer, whichever is
 //! first; it is never unmapped while JavaScript can reach it.
+//!
+//! Every live attachment is also in a process-wide registry, so that `wait`,
+//! `notify` and `SharedMutex` can check that a view lies in an attached
+//! segment and find the mapping to pin (see `named_shm_core::SharedWord`).
 
 use std::ffi::c_void;
 use std::ptr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
-use named_shm_core::Mapping;
+use named_shm_core::{waiter, Mapping};
 use napi::{sys, Env};
 
 use crate::errors::{check, throw_code, Kind, EXTERNAL_BUFFERS};
+
+/// One registered attachment.
+struct Registered {
+  view: Weak<Mapping>,
+  /// For a copy-on-write view: a shared read-only mapping of the same
+  /// segment, where words are waited on (a private page would meet no other
+  /// process's futex, and a futex wait would even copy the page, cutting the
+  /// view off from later writes by others).
+  alias: Option<Arc<Mapping>>,
+}
+
+static REGISTRY: Mutex<Vec<Registered>> = Mutex::new(Vec::new());
+
+fn registry() -> MutexGuard<'static, Vec<Registered>> {
+  REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The live attachment whose memory holds `[addr, addr + len)`: its mapping,
+/// and the mapping to wait in (itself, or its shared alias).
+pub fn find(addr: usize, len: usize) -> Option<(Arc<Mapping>, Arc<Mapping>)> {
+  registry().iter().find_map(|entry| {
+    let view = entry.view.upgrade()?;
+    if !view.contains(addr, len) {
+      return None;
+    }
+    let target = entry.alias.clone().unwrap_or_else(|| Arc::clone(&view));
+    Some((view, target))
+  })
+}
+
+fn register(view: &Arc<Mapping>, alias: Option<Arc<Mapping>>) {
+  let mut entries = registry();
+  entries.retain(|entry| entry.view.strong_count() > 0);
+  entries.push(Registered {
+    view: Arc::downgrade(view),
+    alias,
+  });
+}
+
+/// Drops `view` (unmapped) from the registry, with its alias, and tells the
+/// waiter threads so that waits on it end.
+fn forget(view: &Mapping) {
+  let mut gone = Vec::new();
+  registry().retain_mut(|entry| {
+    let live = entry
+      .view
+      .upgrade()
+      .is_some_and(|v| !ptr::eq(Arc::as_ptr(&v), view));
+    if !live {
+      gone.extend(entry.alias.take());
+    }
+    live
+  });
+  for alias in gone {
+    // SAFETY: JavaScript never sees an alias; waiter threads hold pins,
+    // which defer the unmap until they let go.
+    unsafe { alias.unmap() };
+  }
+  waiter::poke();
+}
 
 /// A mapping handed to JavaScript.
 pub struct View {
@@ -29,7 +93,11 @@ impl View {
   /// # Errors
   /// `ERR_SHM_EXTERNAL_BUFFERS` where the runtime forbids external buffers
   /// (Electron ≥ 21): a copy would silently stop being shared.
-  pub fn new(env: &Env, mapping: Mapping) -> napi::Result<(View, sys::napi_value)> {
+  pub fn new(
+    env: &Env,
+    mapping: Mapping,
+    alias: Option<Mapping>,
+  ) -> napi::Result<(View, sys::napi_value)> {
     let mapping = Arc::new(mapping);
     let hint = Box::into_raw(Box::new(Arc::clone(&mapping)));
     let mut buffer = ptr::null_mut();
@@ -62,6 +130,7 @@ impl View {
     let mut reference = ptr::null_mut();
     // SAFETY: `buffer` was just created in `env`; count 0 makes it weak.
     check(unsafe { sys::napi_create_reference(env.raw(), buffer, 0, &mut reference) })?;
+    register(&mapping, alias.map(Arc::new));
     Ok((
       View {
         mapping,
@@ -105,8 +174,9 @@ impl View {
       }
     }
     // SAFETY: the buffer is detached or collected: JavaScript cannot reach
-    // the memory, and Rust code holds no pointer into it across calls.
+    // the memory; waiter threads pin what they read, deferring the unmap.
     unsafe { self.mapping.unmap() };
+    forget(&self.mapping);
     self.forget(env);
   }
 
@@ -125,4 +195,5 @@ unsafe extern "C" fn release(_env: sys::napi_env, _data: *mut c_void, hint: *mut
   // SAFETY: the buffer is gone, so nothing in JavaScript reaches the memory;
   // the handle unmaps only after detaching or seeing the buffer collected.
   unsafe { mapping.unmap() };
+  forget(&mapping);
 }
