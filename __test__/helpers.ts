@@ -1,7 +1,7 @@
 // Shared by the ava specs: unique names, cleanup, child processes, counters.
 
-import { spawn } from 'node:child_process'
-import { readdirSync, readFileSync } from 'node:fs'
+import { fork, spawn } from 'node:child_process'
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { join } from 'node:path'
 
 import type { ExecutionContext } from 'ava'
@@ -52,9 +52,9 @@ export function runFixture(script: string, args: string[] = [], options: { env?:
 }
 
 /** Runs `node ...args` to its end, collecting its output. */
-export function runNode(args: string[], options: { env?: NodeJS.ProcessEnv } = {}): Promise<ChildResult> {
+export function runNode(args: string[], options: { env?: NodeJS.ProcessEnv; node?: string } = {}): Promise<ChildResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, {
+    const child = spawn(options.node ?? process.execPath, args, {
       env: { ...process.env, NAMED_SHM_ROOT: PACKAGE_ROOT, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     })
@@ -67,6 +67,36 @@ export function runNode(args: string[], options: { env?: NodeJS.ProcessEnv } = {
   })
 }
 
+export interface ForkResult extends ChildResult {
+  /** The messages the child sent with `process.send`, in order. */
+  messages: unknown[]
+}
+
+/**
+ * Forks `node <script> ...args` (a file under __test__/fixtures/) with an IPC
+ * channel and runs it to its end. `onMessage` sees each message as it comes.
+ */
+export function forkFixture(script: string, args: string[] = [], onMessage?: (message: unknown) => void): Promise<ForkResult> {
+  return new Promise((resolve, reject) => {
+    const child = fork(join(__dirname, 'fixtures', script), args, {
+      env: { ...process.env, NAMED_SHM_ROOT: PACKAGE_ROOT },
+      execArgv: [],
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    })
+    const messages: unknown[] = []
+    let stdout = ''
+    let stderr = ''
+    child.stdout?.on('data', (chunk) => (stdout += chunk))
+    child.stderr?.on('data', (chunk) => (stderr += chunk))
+    child.on('message', (message) => {
+      messages.push(message)
+      onMessage?.(message)
+    })
+    child.on('error', reject)
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr, messages }))
+  })
+}
+
 /** Open file descriptors of this process. */
 export function fdCount(): number {
   return readdirSync('/proc/self/fd').length
@@ -75,6 +105,25 @@ export function fdCount(): number {
 /** Lines of /proc/self/maps: this process's mappings. */
 export function mapsCount(): number {
   return readFileSync('/proc/self/maps', 'utf8').split('\n').filter(Boolean).length
+}
+
+/** Open file descriptors of this process that are files in /dev/shm: its segment handles. */
+export function shmFdCount(): number {
+  return readdirSync('/proc/self/fd').filter((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`).startsWith('/dev/shm/')
+    } catch {
+      return false // closed while we looked (the directory's own fd)
+    }
+  }).length
+}
+
+/** Lines of /proc/self/maps that map a file in /dev/shm: this process's segment mappings. */
+export function shmMapsCount(): number {
+  return readFileSync('/proc/self/maps', 'utf8')
+    .split('\n')
+    .filter((line) => line.includes(' /dev/shm/'))
+    .length
 }
 
 /** Runs the garbage collector (tests run with --expose-gc) and lets finalizers settle. */

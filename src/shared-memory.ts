@@ -1,5 +1,7 @@
 // The SharedMemory class (SPEC §1): validates, then calls the binding.
 
+import { constants as bufferConstants } from 'node:buffer'
+
 import { NativeSegment, deleteSegment, osNameOf } from '../binding'
 import { invalidArgType, invalidArgValue, libraryError, outOfRange } from './errors'
 import {
@@ -138,11 +140,20 @@ export class SharedMemory implements Disposable {
    * (`PR_AttachSharedMemory`). Each call maps again and returns a new Buffer.
    * Its memory starts on a page boundary, so `Int32Array`, `Float64Array`,
    * `BigInt64Array` and `DataView` work over `view.buffer`.
-   * @throws `ERR_SHM_CLOSED`, `ERR_SHM_EXTERNAL_BUFFERS` (Electron), `ENOMEM`.
+   * @throws `ERR_SHM_CLOSED`, `ERR_SHM_EXTERNAL_BUFFERS` (Electron), `ENOMEM`,
+   *   `ERR_OUT_OF_RANGE` when `size` exceeds what one Buffer can hold.
    */
   attach(options?: AttachOptions): Buffer {
     const given = validateOptions<AttachOptions>(options) as Record<string, unknown>
     const readOnly = booleanOption(given, 'readOnly', this.readOnly)
+    if (this.size > bufferConstants.MAX_LENGTH && !this.closed) {
+      // Node refuses such an ArrayBuffer; say so with a documented code.
+      throw outOfRange(
+        'size',
+        `at most ${bufferConstants.MAX_LENGTH} bytes (buffer.constants.MAX_LENGTH) to attach; open a smaller size or use read() and write()`,
+        this.size,
+      )
+    }
     return Buffer.from(this.#native.attach(readOnly))
   }
 

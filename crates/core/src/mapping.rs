@@ -2,7 +2,7 @@
 
 use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::error::{Error, Result};
 use crate::os;
@@ -54,8 +54,29 @@ unsafe impl Send for Mapping {}
 // SAFETY: as above; `state` is atomic so `unmap` through `&self` is race-free.
 unsafe impl Sync for Mapping {}
 
+/// `(start, len)` of every live mapping in this process. Two mappings of one
+/// segment are two addresses for the same memory, so a caller's buffer that
+/// lies in any mapping may alias the bytes a copy overwrites, which neither
+/// `copy_nonoverlapping` nor `memmove` can see; such copies are staged.
+static LIVE: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
+
+fn live() -> std::sync::MutexGuard<'static, Vec<(usize, usize)>> {
+  // The list stays consistent even if a holder panicked: each edit is one call.
+  LIVE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Whether `[addr, addr + len)` overlaps any live mapping of this process.
+fn in_some_mapping(addr: *const u8, len: usize) -> bool {
+  let addr = addr as usize;
+  len > 0
+    && live()
+      .iter()
+      .any(|&(start, size)| addr < start.saturating_add(size) && start < addr.saturating_add(len))
+}
+
 impl Mapping {
   pub(crate) fn new(ptr: *mut u8, len: usize, access: Access) -> Mapping {
+    live().push((ptr as usize, len));
     Mapping {
       base: ptr,
       len,
@@ -134,9 +155,17 @@ impl Mapping {
   /// [`Error::InvalidArgument`] when the range leaves the mapping or it is unmapped.
   pub fn read_at(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
     let src = self.range(offset, dst.len())?;
+    if in_some_mapping(dst.as_ptr(), dst.len()) {
+      // `dst` may be these very bytes through another mapping: copy them out first.
+      let mut staged = vec![0u8; dst.len()];
+      // SAFETY: as below, into a buffer of our own.
+      unsafe { ptr::copy_nonoverlapping(src, staged.as_mut_ptr(), staged.len()) };
+      dst.copy_from_slice(&staged);
+      return Ok(());
+    }
     // SAFETY: `range` checked that the bytes lie in the live mapping; `dst` is
-    // a distinct Rust buffer. Other processes may write meanwhile: shared
-    // memory gives no snapshot, as documented.
+    // in no mapping, so it is distinct memory. Other processes may write
+    // meanwhile: shared memory gives no snapshot, as documented.
     unsafe { ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), dst.len()) };
     Ok(())
   }
@@ -151,7 +180,16 @@ impl Mapping {
       return Err(Error::ReadOnly);
     }
     let dst = self.range(offset, src.len())?;
-    // SAFETY: as in `read_at`; the mapping is writable and shared.
+    let staged;
+    let src = if in_some_mapping(src.as_ptr(), src.len()) {
+      // `src` may be these very bytes through another mapping: copy them out first.
+      staged = src.to_vec();
+      &staged[..]
+    } else {
+      src
+    };
+    // SAFETY: as in `read_at`; the mapping is writable and shared, and `src`
+    // is now memory that no mapping reaches.
     unsafe { ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) };
     Ok(())
   }
@@ -188,6 +226,14 @@ impl Mapping {
   /// pin's drop comes second.
   fn release(&self) {
     if self.state.fetch_or(RELEASED, Ordering::AcqRel) & RELEASED == 0 {
+      let mut live = live();
+      if let Some(index) = live
+        .iter()
+        .position(|&(start, _)| start == self.base as usize)
+      {
+        live.swap_remove(index);
+      }
+      drop(live);
       // SAFETY: `base`/`len` came from `os::map`; the RELEASED flag hands
       // them to exactly one caller, after retirement and with no pin left.
       unsafe { os::unmap(self.base, self.len) };

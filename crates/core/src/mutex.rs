@@ -238,10 +238,7 @@ impl<'a> SharedMutex<'a> {
     let mut check = true;
     loop {
       match self.attempt(me, true, check) {
-        Attempt::Locked(outcome) => {
-          spinner.slept(start.elapsed());
-          return Ok(outcome);
-        }
+        Attempt::Locked(outcome) => return Ok(outcome),
         Attempt::Held(state) => seen = state,
       }
       let remaining = match deadline {

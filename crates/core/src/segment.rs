@@ -15,6 +15,9 @@ pub const MAX_SIZE: u64 = (1 << 53) - 1;
 /// `ftruncate`, as Python's `multiprocessing.shared_memory` does).
 const SIZING_GRACE: Duration = Duration::from_millis(100);
 
+/// How often open-or-create retries when the name flips between present and absent.
+const OPEN_OR_CREATE_ROUNDS: usize = 1000;
+
 /// Options of [`Segment::open`], the flags of `PR_OpenSharedMemory`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OpenOptions {
@@ -90,17 +93,21 @@ impl Segment {
       return Segment::create_new(name, size, options);
     }
     // Open-or-create: another process may create or delete the name between
-    // our two calls, so go round until one of them settles it.
-    loop {
+    // our two calls, so go round until one of them settles it. Only a
+    // creator and a deleter racing in lockstep could keep us here; give up
+    // with the last error rather than spin forever.
+    let mut last = None;
+    for _ in 0..OPEN_OR_CREATE_ROUNDS {
       match Segment::open_existing(name, size, options.read_only) {
         Err(error) if error.code() == "ENOENT" => {}
         other => return other,
       }
       match Segment::create_new(name, size, options) {
-        Err(error) if error.code() == "EEXIST" => continue,
-        other => return other.map_err(|e| e.for_name(os_name)),
+        Err(error) if error.code() == "EEXIST" => last = Some(error),
+        other => return other,
       }
     }
+    Err(last.unwrap_or_else(|| unreachable!()).for_name(os_name))
   }
 
   fn create_new(name: &Name, size: u64, options: &OpenOptions) -> Result<Segment> {

@@ -134,10 +134,7 @@ pub fn wait(
       None => None,
     };
     match os::wait(word, expected, remaining)? {
-      Wake::Woken | Wake::Changed => {
-        spinner.slept(start.elapsed());
-        return Ok(WaitOutcome::Ok);
-      }
+      Wake::Woken | Wake::Changed => return Ok(WaitOutcome::Ok),
       // A timeout that ends early (a capped OS timeout) goes round again.
       Wake::TimedOut | Wake::Interrupted => {}
     }
@@ -156,18 +153,23 @@ pub fn notify(word: &AtomicU32, count: u32) -> Result<usize> {
 
 // ---- The adaptive spin ----
 //
-// Each thread keeps a spin budget between MIN_SPIN and MAX_SPIN. A wait
-// that the spin answers, or that a sleep answers soon after the budget ran
-// out, pulls the budget towards twice what the answer took; a wait that
-// takes longer than MAX_SPIN shrinks it. A partner that answers within a few
-// microseconds is thus waited for by spinning, a slow one by sleeping at once.
+// Each thread keeps a spin budget between MIN_SPIN and MAX_SPIN. A wait that
+// the spin answers pulls the budget towards twice what the answer took; a
+// spin that runs out halves it. Every PROBE_EVERY-th wait spins the full
+// MAX_SPIN, so that a budget that shrank (a busy machine, a slow partner)
+// grows back once spinning pays again. A partner that answers within a few
+// microseconds is thus waited for by spinning; on an overloaded machine,
+// where spinning only keeps the partner off the CPU, waits sleep almost at
+// once.
 
-const MIN_SPIN: Duration = Duration::from_nanos(500);
-const MAX_SPIN: Duration = Duration::from_micros(10);
+const MIN_SPIN: Duration = Duration::from_nanos(200);
+const MAX_SPIN: Duration = Duration::from_micros(8);
 const FIRST_SPIN: Duration = Duration::from_micros(4);
+const PROBE_EVERY: u32 = 16;
 
 thread_local! {
-  static BUDGET: Cell<Duration> = const { Cell::new(FIRST_SPIN) };
+  /// The budget, and a count of spins for probing.
+  static BUDGET: Cell<(Duration, u32)> = const { Cell::new((FIRST_SPIN, 1)) };
 }
 
 /// Whether spinning can help at all: not on a single CPU, where the partner
@@ -186,7 +188,13 @@ impl Spinner {
   /// A spinner for a wait of `timeout`; idle unless `enabled`.
   pub(crate) fn new(enabled: bool, timeout: Option<Duration>) -> Spinner {
     let budget = (enabled && can_spin()).then(|| {
-      let budget = BUDGET.with(Cell::get);
+      let (budget, count) = BUDGET.with(Cell::get);
+      BUDGET.with(|state| state.set((budget, count.wrapping_add(1))));
+      let budget = if count.is_multiple_of(PROBE_EVERY) {
+        MAX_SPIN
+      } else {
+        budget
+      };
       timeout.map_or(budget, |timeout| budget.min(timeout))
     });
     Spinner { budget }
@@ -200,36 +208,26 @@ impl Spinner {
     let mut round = 0u32;
     loop {
       if done() {
-        self.learn(start.elapsed());
+        let took = start.elapsed();
+        adjust(|old| (old * 3 + took * 2) / 4);
         return true;
       }
       std::hint::spin_loop();
       round = round.wrapping_add(1);
       // Reading the clock costs about as much as 20 pause instructions.
       if round.is_multiple_of(16) && start.elapsed() >= budget {
+        adjust(|old| old / 2);
         return false;
       }
     }
   }
+}
 
-  /// The wait ended after sleeping, `took` after it began.
-  pub(crate) fn slept(&self, took: Duration) {
-    if self.budget.is_some() {
-      self.learn(took);
-    }
-  }
-
-  fn learn(&self, took: Duration) {
-    BUDGET.with(|budget| {
-      let old = budget.get();
-      let new = if took > MAX_SPIN {
-        old * 7 / 8
-      } else {
-        (old * 3 + took * 2) / 4
-      };
-      budget.set(new.clamp(MIN_SPIN, MAX_SPIN));
-    });
-  }
+fn adjust(change: impl FnOnce(Duration) -> Duration) {
+  BUDGET.with(|state| {
+    let (budget, count) = state.get();
+    state.set((change(budget).clamp(MIN_SPIN, MAX_SPIN), count));
+  });
 }
 
 #[cfg(test)]

@@ -187,7 +187,10 @@ impl NativeSegment {
         "The view is not attached to this segment (already detached, or from another handle)",
       ));
     };
-    self.views.swap_remove(index).detach(&env);
+    self
+      .views
+      .swap_remove(index)
+      .detach(&env, Some(buffer.value().value));
     Ok(())
   }
 
@@ -246,7 +249,7 @@ impl NativeSegment {
   #[napi]
   pub fn close(&mut self, env: Env) {
     for view in self.views.drain(..) {
-      view.detach(&env);
+      view.detach(&env, None);
     }
     self.copier = None;
     self.segment = None;
@@ -270,7 +273,8 @@ impl NativeSegment {
     let mut index = 0;
     while index < self.views.len() {
       if self.views[index].is_collected(env) {
-        self.views.swap_remove(index).detach(env);
+        // Its memory may live on in a transferred buffer: the finalizer unmaps.
+        self.views.swap_remove(index).forget(env);
       } else {
         index += 1;
       }

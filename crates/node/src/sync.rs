@@ -11,6 +11,7 @@
 
 use std::cell::RefCell;
 use std::ptr;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -188,15 +189,15 @@ fn view_info(env: &Env, value: sys::napi_value) -> Option<ViewInfo> {
   None
 }
 
-/// The `width`-byte word at `byte_index` of `view`, which must lie in a live
-/// attachment of this process.
-fn locate(
+/// Checks that the `width`-byte word at `byte_index` of `view` lies, aligned,
+/// in a live attachment of this process; returns its address and place.
+fn resolve(
   env: &Env,
   view: &Unknown<'_>,
   byte_index: f64,
   width: usize,
   int32_only: bool,
-) -> napi::Result<SharedWord> {
+) -> napi::Result<(usize, views::Place)> {
   let info = view_info(env, view.value().value).filter(|info| info.int32 || !int32_only);
   let Some(info) = info else {
     let expected = if int32_only {
@@ -211,7 +212,7 @@ fn locate(
       &format!("The \"view\" argument must be {expected} over an attached segment"),
     ));
   };
-  let Some((mapping, target)) = views::find(info.data, info.byte_length) else {
+  let Some(view_place) = views::place(info.data, info.byte_length) else {
     return Err(throw_code(
       env,
       Kind::Error,
@@ -224,18 +225,15 @@ fn locate(
     && byte_index.fract() == 0.0
     && byte_index + width as f64 <= info.byte_length as f64;
   if !fits {
-    let (what, limit) = if int32_only {
-      ("index", format!("< {}", info.byte_length / 4))
-    } else {
+    let (what, limit, shown) = if int32_only {
       (
-        "byteOffset",
-        format!("<= {}", info.byte_length.saturating_sub(width)),
+        "index",
+        format!("< {}", info.byte_length / 4),
+        byte_index / 4.0,
       )
-    };
-    let shown = if int32_only {
-      byte_index / 4.0
     } else {
-      byte_index
+      let limit = info.byte_length.saturating_sub(width);
+      ("byteOffset", format!("<= {limit}"), byte_index)
     };
     return Err(throw_code(
       env,
@@ -257,9 +255,69 @@ fn locate(
       ),
     ));
   }
-  let offset = address - mapping.as_ptr() as usize;
-  SharedWord::new(&mapping, &target, offset, width)
-    .ok_or_else(|| throw_code(env, Kind::Error, NOT_ATTACHED, "The view was detached"))
+  let place = views::Place {
+    target: view_place.target + (address - info.data),
+    writable: view_place.writable,
+  };
+  Ok((address, place))
+}
+
+/// The 4-byte word for a call that ends before JavaScript runs again.
+///
+/// Why no pin is needed: `view` is an argument of the running call, so its
+/// ArrayBuffer stays alive, and its memory is unmapped only when that buffer
+/// is detached (by `detach`/`close` on this same thread, which is busy in
+/// this call) or collected (impossible while it is an argument); see
+/// views.rs. An alias lives exactly as long as its view.
+fn word<'a>(env: &Env, view: &'a Unknown<'_>, index: f64) -> napi::Result<&'a AtomicU32> {
+  let (_, place) = resolve(env, view, index * 4.0, 4, true)?;
+  // SAFETY: an aligned word inside a live mapping that stays mapped while
+  // `view` is borrowed, as explained above.
+  Ok(unsafe { AtomicU32::from_ptr(place.target as *mut u32) })
+}
+
+/// The 8-byte mutex word for a call that ends before JavaScript runs again
+/// (see [`word`]); the view must be read-write.
+fn mutex_word<'a>(
+  env: &Env,
+  view: &'a Unknown<'_>,
+  byte_offset: f64,
+) -> napi::Result<&'a AtomicU64> {
+  let (_, place) = resolve(env, view, byte_offset, MUTEX_BYTES, false)?;
+  if !place.writable {
+    return Err(read_only(env));
+  }
+  // SAFETY: as in `word`, for an aligned 8-byte word.
+  Ok(unsafe { AtomicU64::from_ptr(place.target as *mut u64) })
+}
+
+fn read_only(env: &Env) -> napi::Error {
+  throw_code(
+    env,
+    Kind::Error,
+    READ_ONLY,
+    "A SharedMutex needs a read-write view; this one is read-only",
+  )
+}
+
+/// The word pinned, for a wait that outlives the call (waiter threads).
+fn shared_word(
+  env: &Env,
+  view: &Unknown<'_>,
+  byte_index: f64,
+  width: usize,
+  int32_only: bool,
+) -> napi::Result<SharedWord> {
+  let (address, _) = resolve(env, view, byte_index, width, int32_only)?;
+  let pinned = views::find(address, width).and_then(|(mapping, target)| {
+    SharedWord::new(
+      &mapping,
+      &target,
+      address - mapping.as_ptr() as usize,
+      width,
+    )
+  });
+  pinned.ok_or_else(|| throw_code(env, Kind::Error, NOT_ATTACHED, "The view was detached"))
 }
 
 /// A timeout in milliseconds: `None` for +Infinity.
@@ -288,10 +346,9 @@ pub fn wait_word(
   timeout_ms: f64,
   spin: bool,
 ) -> napi::Result<u32> {
-  let word = locate(&env, &view, index * 4.0, 4, true)?;
+  let word = word(&env, &view, index)?;
   let timeout = timeout(&env, timeout_ms)?;
-  let outcome =
-    wait(word.word(), expected as u32, timeout, spin).map_err(|e| throw_core(&env, &e))?;
+  let outcome = wait(word, expected as u32, timeout, spin).map_err(|e| throw_core(&env, &e))?;
   Ok(match outcome {
     WaitOutcome::Ok => OK,
     WaitOutcome::NotEqual => NOT_EQUAL,
@@ -303,7 +360,7 @@ pub fn wait_word(
 /// ≥ 2^32 − 1 or +Infinity: all); returns how many the OS reports.
 #[napi(ts_args_type = "view: Int32Array, index: number, count: number")]
 pub fn notify_word(env: Env, view: Unknown<'_>, index: f64, count: f64) -> napi::Result<u32> {
-  let word = locate(&env, &view, index * 4.0, 4, true)?;
+  let word = word(&env, &view, index)?;
   let count = if count.is_nan() || count < 0.0 {
     0
   } else if count >= f64::from(u32::MAX) {
@@ -311,7 +368,7 @@ pub fn notify_word(env: Env, view: Unknown<'_>, index: f64, count: f64) -> napi:
   } else {
     count as u32
   };
-  let woken = notify(word.word(), count).map_err(|e| throw_core(&env, &e))?;
+  let woken = notify(word, count).map_err(|e| throw_core(&env, &e))?;
   Ok(u32::try_from(woken).unwrap_or(u32::MAX))
 }
 
@@ -325,7 +382,7 @@ pub fn wait_word_async(
   expected: i32,
   timeout_ms: f64,
 ) -> napi::Result<f64> {
-  let word = locate(&env, &view, index * 4.0, 4, true)?;
+  let word = shared_word(&env, &view, index * 4.0, 4, true)?;
   let timeout = timeout(&env, timeout_ms)?;
   if word.word().load(std::sync::atomic::Ordering::SeqCst) != expected as u32 {
     return Ok(-1.0 - f64::from(NOT_EQUAL));
@@ -355,19 +412,6 @@ pub fn cancel_wait(id: f64) {
 #[napi]
 pub fn pending_waits() -> u32 {
   u32::try_from(waiter::pending()).unwrap_or(u32::MAX)
-}
-
-fn mutex_word(env: &Env, view: &Unknown<'_>, byte_offset: f64) -> napi::Result<SharedWord> {
-  let word = locate(env, view, byte_offset, MUTEX_BYTES, false)?;
-  if !word.is_writable() {
-    return Err(throw_code(
-      env,
-      Kind::Error,
-      READ_ONLY,
-      "A SharedMutex needs a read-write view; this one is read-only",
-    ));
-  }
-  Ok(word)
 }
 
 /// Checks that a `SharedMutex` can live at `byteOffset` of `view` (throws
@@ -400,7 +444,7 @@ pub fn lock_mutex(
 ) -> napi::Result<u32> {
   let word = mutex_word(&env, &view, byte_offset)?;
   let timeout = timeout(&env, timeout_ms)?;
-  let outcome = SharedMutex::new(word.pair())
+  let outcome = SharedMutex::new(word)
     .lock(timeout, spin)
     .map_err(|e| throw_core(&env, &e))?;
   Ok(lock_code(outcome))
@@ -410,14 +454,14 @@ pub fn lock_mutex(
 #[napi(ts_args_type = "view: ArrayBufferView, byteOffset: number")]
 pub fn try_lock_mutex(env: Env, view: Unknown<'_>, byte_offset: f64) -> napi::Result<u32> {
   let word = mutex_word(&env, &view, byte_offset)?;
-  Ok(lock_code(SharedMutex::new(word.pair()).try_lock()))
+  Ok(lock_code(SharedMutex::new(word).try_lock()))
 }
 
 /// Unlocks the `SharedMutex`; `ERR_SHM_NOT_OWNER` unless this thread holds it.
 #[napi(ts_args_type = "view: ArrayBufferView, byteOffset: number")]
 pub fn unlock_mutex(env: Env, view: Unknown<'_>, byte_offset: f64) -> napi::Result<()> {
   let word = mutex_word(&env, &view, byte_offset)?;
-  SharedMutex::new(word.pair())
+  SharedMutex::new(word)
     .unlock()
     .map_err(|e| throw_core(&env, &e))
 }
@@ -431,7 +475,10 @@ pub fn lock_mutex_async(
   byte_offset: f64,
   timeout_ms: f64,
 ) -> napi::Result<f64> {
-  let word = mutex_word(&env, &view, byte_offset)?;
+  let word = shared_word(&env, &view, byte_offset, MUTEX_BYTES, false)?;
+  if !word.is_writable() {
+    return Err(read_only(&env));
+  }
   let timeout = timeout(&env, timeout_ms)?;
   match SharedMutex::new(word.pair()).try_lock() {
     LockOutcome::Busy if timeout == Some(Duration::ZERO) => return Ok(-1.0 - f64::from(TIMED_OUT)),

@@ -3,9 +3,10 @@
 //!
 //! Ownership: the `ArrayBuffer`'s finalizer holds one `Arc<Mapping>`, the
 //! handle that made it holds another plus a weak reference to the buffer.
-//! Memory is unmapped when the handle detaches the buffer (`detach`,
-//! `close`) or when the garbage collector frees the buffer, whichever is
-//! first; it is never unmapped while JavaScript can reach it.
+//! Memory is unmapped when the handle detaches a live buffer over it
+//! (`detach`, `close`) or when the garbage collector frees the last buffer
+//! holding it, whichever is first; it is never unmapped while JavaScript can
+//! reach it.
 //!
 //! Every live attachment is also in a process-wide registry, so that `wait`,
 //! `notify` and `SharedMutex` can check that a view lies in an attached
@@ -23,6 +24,12 @@ use crate::errors::{check, throw_code, Kind, EXTERNAL_BUFFERS};
 /// One registered attachment.
 struct Registered {
   view: Weak<Mapping>,
+  /// The view's memory, `[start, start + len)`, while it is registered.
+  start: usize,
+  len: usize,
+  /// Where its words are waited on: `start`, or the alias's first byte.
+  target: usize,
+  writable: bool,
   /// For a copy-on-write view: a shared read-only mapping of the same
   /// segment, where words are waited on (a private page would meet no other
   /// process's futex, and a futex wait would even copy the page, cutting the
@@ -36,8 +43,37 @@ fn registry() -> MutexGuard<'static, Vec<Registered>> {
   REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Where a word of an attached view lies, for a call that ends before
+/// JavaScript runs again.
+#[derive(Clone, Copy)]
+pub struct Place {
+  /// The same byte in the mapping to wait in: the view's own, or its alias.
+  pub target: usize,
+  /// Whether writes through the view reach the segment.
+  pub writable: bool,
+}
+
+/// Where `[addr, addr + len)` lies, if in a live attachment. No reference
+/// counts change: the caller's view keeps the memory mapped for the call.
+pub fn place(addr: usize, len: usize) -> Option<Place> {
+  let fits = |entry: &&Registered| {
+    entry.view.strong_count() > 0
+      && addr >= entry.start
+      && addr
+        .checked_add(len)
+        .is_some_and(|end| end <= entry.start + entry.len)
+  };
+  let entries = registry();
+  let entry = entries.iter().find(fits)?;
+  Some(Place {
+    target: entry.target + (addr - entry.start),
+    writable: entry.writable,
+  })
+}
+
 /// The live attachment whose memory holds `[addr, addr + len)`: its mapping,
-/// and the mapping to wait in (itself, or its shared alias).
+/// and the mapping to wait in (itself, or its shared alias), for a wait that
+/// outlives the call (it pins them).
 pub fn find(addr: usize, len: usize) -> Option<(Arc<Mapping>, Arc<Mapping>)> {
   registry().iter().find_map(|entry| {
     let view = entry.view.upgrade()?;
@@ -50,23 +86,28 @@ pub fn find(addr: usize, len: usize) -> Option<(Arc<Mapping>, Arc<Mapping>)> {
 }
 
 fn register(view: &Arc<Mapping>, alias: Option<Arc<Mapping>>) {
+  let start = view.as_ptr() as usize;
   let mut entries = registry();
   entries.retain(|entry| entry.view.strong_count() > 0);
   entries.push(Registered {
     view: Arc::downgrade(view),
+    start,
+    len: view.len(),
+    target: alias
+      .as_ref()
+      .map_or(start, |alias| alias.as_ptr() as usize),
+    writable: view.access() == named_shm_core::Access::ReadWrite,
     alias,
   });
 }
 
 /// Drops `view` (unmapped) from the registry, with its alias, and tells the
-/// waiter threads so that waits on it end.
+/// waiter threads so that waits on it end. Called wherever a view's mapping
+/// is unmapped, so the registry lists exactly the memory JavaScript reaches.
 fn forget(view: &Mapping) {
   let mut gone = Vec::new();
   registry().retain_mut(|entry| {
-    let live = entry
-      .view
-      .upgrade()
-      .is_some_and(|v| !ptr::eq(Arc::as_ptr(&v), view));
+    let live = entry.view.strong_count() > 0 && !ptr::eq(entry.view.as_ptr(), view);
     if !live {
       gone.extend(entry.alias.take());
     }
@@ -114,18 +155,23 @@ impl View {
         &mut buffer,
       )
     };
-    if status != sys::Status::napi_ok {
-      // SAFETY: the buffer was not created, so `release` will never see `hint`.
+    if status == sys::Status::napi_no_external_buffers_allowed {
+      // SAFETY: the runtime refused before making anything, so `release`
+      // will never see `hint`.
       drop(unsafe { Box::from_raw(hint) });
-      if status == sys::Status::napi_no_external_buffers_allowed {
-        return Err(throw_code(
-          env,
-          Kind::Error,
-          EXTERNAL_BUFFERS,
-          "This runtime forbids external buffers (Electron >= 21), so attach() cannot share memory here; use read() and write() instead",
-        ));
-      }
-      check(status)?;
+      return Err(throw_code(
+        env,
+        Kind::Error,
+        EXTERNAL_BUFFERS,
+        "This runtime forbids external buffers (Electron >= 21), so attach() cannot share memory here; use read() and write() instead",
+      ));
+    }
+    if status != sys::Status::napi_ok {
+      // Any other failure (e.g. longer than `buffer.constants.MAX_LENGTH`):
+      // Node has already handed `hint` to `release` (node::Buffer::New calls
+      // the free callback when it fails), so freeing it here would be a double
+      // free. A runtime that does not call it leaks one mapping instead.
+      return Err(pending_or(env, status));
     }
     let mut reference = ptr::null_mut();
     // SAFETY: `buffer` was just created in `env`; count 0 makes it weak.
@@ -150,7 +196,7 @@ impl View {
     &self.mapping
   }
 
-  /// Whether the garbage collector has freed the buffer.
+  /// Whether the garbage collector has freed the buffer we made.
   pub fn is_collected(&self, env: &Env) -> bool {
     self.buffer_value(env).is_none()
   }
@@ -162,21 +208,38 @@ impl View {
     (status == sys::Status::napi_ok && !value.is_null()).then_some(value)
   }
 
-  /// Detaches the buffer (every view on it reports length 0), then unmaps.
-  pub fn detach(self, env: &Env) {
-    if let Some(buffer) = self.buffer_value(env) {
-      // SAFETY: `buffer` is our external ArrayBuffer, detachable by
-      // construction. Failure leaves it attached; then we must not unmap.
-      let status = unsafe { sys::napi_detach_arraybuffer(env.raw(), buffer) };
-      if status != sys::Status::napi_ok {
-        self.forget(env);
-        return;
+  /// Whether `buffer` is a live `ArrayBuffer` over this view's memory.
+  fn is_over_memory(&self, env: &Env, buffer: sys::napi_value) -> bool {
+    let mut data = ptr::null_mut();
+    let mut length = 0;
+    // SAFETY: `buffer` is a value of this env; both out-pointers are valid.
+    let status =
+      unsafe { sys::napi_get_arraybuffer_info(env.raw(), buffer, &mut data, &mut length) };
+    status == sys::Status::napi_ok && self.starts_at(data) && length == self.mapping.len()
+  }
+
+  /// Detaches `buffer` (by default the one we made) so that every view on it
+  /// reports length 0, then unmaps.
+  ///
+  /// Only a live buffer that still holds our memory proves that nothing else
+  /// does. Our own buffer may have been detached by JavaScript instead:
+  /// `ArrayBuffer.prototype.transfer()` (Node >= 21) moves the memory into a
+  /// new buffer we do not know. Then the memory stays mapped until the
+  /// finalizer runs, which happens when the last buffer holding it is freed.
+  pub fn detach(self, env: &Env, buffer: Option<sys::napi_value>) {
+    if let Some(buffer) = buffer.or_else(|| self.buffer_value(env)) {
+      if self.is_over_memory(env, buffer) {
+        // SAFETY: `buffer` is a live external ArrayBuffer over our memory.
+        let status = unsafe { sys::napi_detach_arraybuffer(env.raw(), buffer) };
+        if status == sys::Status::napi_ok {
+          // SAFETY: the only buffer over the memory is now detached, so
+          // JavaScript cannot reach it; waiter threads pin what they read,
+          // deferring the unmap.
+          unsafe { self.mapping.unmap() };
+          forget(&self.mapping);
+        }
       }
     }
-    // SAFETY: the buffer is detached or collected: JavaScript cannot reach
-    // the memory; waiter threads pin what they read, deferring the unmap.
-    unsafe { self.mapping.unmap() };
-    forget(&self.mapping);
     self.forget(env);
   }
 
@@ -188,12 +251,26 @@ impl View {
   }
 }
 
+/// The error for a failed Node-API call: the exception it left pending, if any.
+fn pending_or(env: &Env, status: sys::napi_status) -> napi::Error {
+  let mut pending = false;
+  // SAFETY: live env of this call; `pending` is a valid out-pointer.
+  let asked = unsafe { sys::napi_is_exception_pending(env.raw(), &mut pending) };
+  if asked == sys::Status::napi_ok && pending {
+    return napi::Error::from_status(napi::Status::PendingException);
+  }
+  check(status)
+    .err()
+    .unwrap_or_else(|| napi::Error::from_status(napi::Status::GenericFailure))
+}
+
 /// The `ArrayBuffer` finalizer: the garbage collector freed the buffer.
 unsafe extern "C" fn release(_env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
   // SAFETY: `hint` is the Box leaked in `View::new`, reclaimed only here.
   let mapping = unsafe { Box::from_raw(hint.cast::<Arc<Mapping>>()) };
-  // SAFETY: the buffer is gone, so nothing in JavaScript reaches the memory;
-  // the handle unmaps only after detaching or seeing the buffer collected.
+  // SAFETY: the last buffer holding the memory is gone, so nothing in
+  // JavaScript reaches it; the handle unmaps earlier only after detaching a
+  // buffer that held it.
   unsafe { mapping.unmap() };
   forget(&mapping);
 }
