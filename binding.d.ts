@@ -68,12 +68,6 @@ export declare function initSync(callback: (id: number, outcome: number, detail:
 export declare function keepAlive(on: boolean): void
 
 /**
- * Locks the `SharedMutex` at `byteOffset` of `view`, blocking at most
- * `timeoutMs`; returns an outcome code.
- */
-export declare function lockMutex(view: ArrayBufferView, byteOffset: number, timeoutMs: number, spin: boolean): number
-
-/**
  * Starts a `lockAsync` for this thread: a pending id (> 0), or `-1 - code`
  * when it ends at once (`ok`, `owner-died`, or `timed-out` for a zero timeout).
  */
@@ -95,29 +89,14 @@ export interface NativeOpenOptions {
   global: boolean
 }
 
-/**
- * Wakes up to `count` waiters on `view[index]` in every process (`count`
- * ≥ 2^32 − 1 or +Infinity: all); returns how many the OS reports.
- */
-export declare function notifyWord(view: Int32Array, index: number, count: number): number
-
 /** The OS name `name` maps to on this platform. */
 export declare function osNameOf(name: string, global: boolean): string
 
 /** How many `waitAsync`/`lockAsync` are pending in this process. */
 export declare function pendingWaits(): number
 
-/** Takes the `SharedMutex` if free (or its owner died); returns an outcome code. */
-export declare function tryLockMutex(view: ArrayBufferView, byteOffset: number): number
-
-/** Unlocks the `SharedMutex`; `ERR_SHM_NOT_OWNER` unless this thread holds it. */
-export declare function unlockMutex(view: ArrayBufferView, byteOffset: number): void
-
-/**
- * Blocks while `view[index]` holds `expected` (`Atomics.wait` across
- * processes); returns an outcome code.
- */
-export declare function waitWord(view: Int32Array, index: number, expected: number, timeoutMs: number, spin: boolean): number
+/** The hot synchronous calls, as an object of plain functions. */
+export declare function syncCalls(): { wait(view: Int32Array, index: number, expected: number, timeoutMs: number, spin: boolean): number; notify(view: Int32Array, index: number, count: number): number; lock(view: ArrayBufferView, byteOffset: number, timeoutMs: number, spin: boolean): number; tryLock(view: ArrayBufferView, byteOffset: number): number; unlock(view: ArrayBufferView, byteOffset: number): void }
 
 /**
  * Starts a `waitAsync`: a pending id (> 0), or `-1 - code` when it ends at

@@ -4,19 +4,7 @@
 
 import { types } from 'node:util'
 
-import {
-  cancelWait,
-  checkMutex,
-  initSync,
-  keepAlive,
-  lockMutex,
-  lockMutexAsync,
-  notifyWord,
-  tryLockMutex,
-  unlockMutex,
-  waitWord,
-  waitWordAsync,
-} from '../binding'
+import { cancelWait, checkMutex, initSync, keepAlive, lockMutexAsync, syncCalls, waitWordAsync } from '../binding'
 import { invalidArgType, libraryError, outOfRange, type LibraryErrorCode } from './errors'
 import { booleanOption, validateInteger, validateOptions } from './validate'
 
@@ -54,7 +42,10 @@ export interface SharedMutexOptions {
   spin?: boolean
 }
 
-// Outcome codes of the binding (crates/node/src/sync.rs).
+/** The synchronous calls, as plain Node-API functions (crates/node/src/hot.rs). */
+const native = syncCalls()
+
+// Outcome codes of the binding (crates/node/src/hot.rs, sync.rs).
 const OUTCOMES = ['ok', 'not-equal', 'timed-out', 'owner-died', 'busy'] as const
 const OK = 0
 const OWNER_DIED = 3
@@ -125,7 +116,10 @@ function abortError(signal: AbortSignal | undefined): Error {
 }
 
 function validateInt32Array(view: unknown): asserts view is Int32Array {
-  if (!types.isInt32Array(view)) throw invalidArgType('view', 'an instance of Int32Array', view)
+  // `instanceof` is the fast path; util.types also knows other realms' arrays.
+  if (!(view instanceof Int32Array) && !types.isInt32Array(view)) {
+    throw invalidArgType('view', 'an instance of Int32Array', view)
+  }
 }
 
 function validateTimeout(timeout: unknown): number {
@@ -200,7 +194,7 @@ export function wait(view: Int32Array, index: number, value: number, timeout?: n
   const expected = validateExpected(value)
   const ms = validateTimeout(timeout)
   const spin = booleanOption(validateOptions<WaitOptions>(options) as Record<string, unknown>, 'spin', true)
-  return OUTCOMES[waitWord(view, index, expected, ms, spin)] as WaitResult
+  return OUTCOMES[native.wait(view, index, expected, ms, spin)] as WaitResult
 }
 
 /**
@@ -250,7 +244,7 @@ export function notify(view: Int32Array, index: number, count?: number): number 
     }
     n = count
   }
-  return notifyWord(view, index, n)
+  return native.notify(view, index, n)
 }
 
 /**
@@ -299,7 +293,7 @@ export class SharedMutex {
    */
   lock(timeout?: number): LockResult {
     const ms = validateTimeout(timeout)
-    return OUTCOMES[lockMutex(this.#view, this.#byteOffset, ms, this.#spin)] as LockResult
+    return OUTCOMES[native.lock(this.#view, this.#byteOffset, ms, this.#spin)] as LockResult
   }
 
   /**
@@ -316,12 +310,12 @@ export class SharedMutex {
     const view = this.#view
     const byteOffset = this.#byteOffset
     const started = lockMutexAsync(view, byteOffset, ms)
-    return track(started, asyncOptions, () => unlockMutex(view, byteOffset)) as Promise<LockResult>
+    return track(started, asyncOptions, () => native.unlock(view, byteOffset)) as Promise<LockResult>
   }
 
   /** Locks if free (or if its owner died); never waits: `'busy'` otherwise. */
   tryLock(): TryLockResult {
-    return OUTCOMES[tryLockMutex(this.#view, this.#byteOffset)] as TryLockResult
+    return OUTCOMES[native.tryLock(this.#view, this.#byteOffset)] as TryLockResult
   }
 
   /**
@@ -329,6 +323,6 @@ export class SharedMutex {
    * @throws `ERR_SHM_NOT_OWNER` unless this thread holds the lock.
    */
   unlock(): void {
-    unlockMutex(this.#view, this.#byteOffset)
+    native.unlock(this.#view, this.#byteOffset)
   }
 }

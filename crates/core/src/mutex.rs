@@ -238,13 +238,17 @@ impl<'a> SharedMutex<'a> {
     let mut check = true;
     loop {
       match self.attempt(me, true, check) {
-        Attempt::Locked(outcome) => return Ok(outcome),
+        Attempt::Locked(outcome) => {
+          spinner.slept(Some(start.elapsed()));
+          return Ok(outcome);
+        }
         Attempt::Held(state) => seen = state,
       }
       let remaining = match deadline {
         Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
           Some(remaining) if !remaining.is_zero() => remaining.min(LIVENESS_SLICE),
           _ => {
+            spinner.slept(None);
             self.pass_on_wake();
             return Ok(LockOutcome::TimedOut);
           }

@@ -99,7 +99,8 @@ impl SharedWord {
 /// it does not, [`WaitOutcome::Ok`] when woken by [`notify`] or when the
 /// word changes, [`WaitOutcome::TimedOut`] after `timeout` (`None`: never).
 ///
-/// With `spin`, first watches the word for a few microseconds. A spinning
+/// With `spin`, first watches the word for a while (2 to 100 µs, learned per
+/// thread, see "The adaptive spin" below). A spinning
 /// waiter returns when the word changes; a `notify` that does not change it
 /// can go unseen then, as with any futex protocol: change the word, then
 /// notify.
@@ -129,12 +130,18 @@ pub fn wait(
     let remaining = match deadline {
       Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
         Some(remaining) if !remaining.is_zero() => Some(remaining),
-        _ => return Ok(WaitOutcome::TimedOut),
+        _ => {
+          spinner.slept(None);
+          return Ok(WaitOutcome::TimedOut);
+        }
       },
       None => None,
     };
     match os::wait(word, expected, remaining)? {
-      Wake::Woken | Wake::Changed => return Ok(WaitOutcome::Ok),
+      Wake::Woken | Wake::Changed => {
+        spinner.slept(Some(start.elapsed()));
+        return Ok(WaitOutcome::Ok);
+      }
       // A timeout that ends early (a capped OS timeout) goes round again.
       Wake::TimedOut | Wake::Interrupted => {}
     }
@@ -153,30 +160,38 @@ pub fn notify(word: &AtomicU32, count: u32) -> Result<usize> {
 
 // ---- The adaptive spin ----
 //
-// Each thread keeps a spin budget between MIN_SPIN and MAX_SPIN. A wait that
-// the spin answers pulls the budget towards twice what the answer took; a
-// spin that runs out halves it. Every PROBE_EVERY-th wait spins the full
-// MAX_SPIN, so that a budget that shrank (a busy machine, a slow partner)
-// grows back once spinning pays again. A partner that answers within a few
-// microseconds is thus waited for by spinning; on an overloaded machine,
-// where spinning only keeps the partner off the CPU, waits sleep almost at
-// once.
+// Each thread keeps a spin budget between MIN_SPIN and MAX_SPIN, learned
+// from how long its waits really take:
+//
+// - a wait that the spin answers after `t` pulls the budget towards 2t;
+// - a wait that had to sleep and was answered after `t <= MAX_SPIN` raises
+//   the budget to 1.25t: spinning that long would have answered it;
+// - a wait answered later than MAX_SPIN, or not at all, halves it.
+//
+// So a partner that answers within microseconds is met by spinning, and a
+// slow one costs about MIN_SPIN of spinning per wait. Why the bounds:
+//
+// - MIN_SPIN stays above what an awake, spinning partner needs to answer
+//   through Node (about a microsecond): below it, both sides of a ping-pong
+//   would sleep for good after the first missed answer.
+// - MAX_SPIN covers a cross-CPU wake-up. When one side slept, every answer
+//   it gives comes a wake-up later; only a spin that outlasts the wake-up
+//   brings both sides back to spinning. Bare metal wakes in a few µs, a VM
+//   in tens (about 40 µs on the machine this was tuned on).
 
-const MIN_SPIN: Duration = Duration::from_nanos(200);
-const MAX_SPIN: Duration = Duration::from_micros(8);
+const MIN_SPIN: Duration = Duration::from_micros(2);
+const MAX_SPIN: Duration = Duration::from_micros(100);
 const FIRST_SPIN: Duration = Duration::from_micros(4);
-const PROBE_EVERY: u32 = 16;
 
 thread_local! {
-  /// The budget, and a count of spins for probing.
-  static BUDGET: Cell<(Duration, u32)> = const { Cell::new((FIRST_SPIN, 1)) };
+  static BUDGET: Cell<Duration> = const { Cell::new(FIRST_SPIN) };
 }
 
-/// Whether spinning can help at all: not on a single CPU, where the partner
-/// cannot run while we spin.
+/// Whether spinning can help at all: not on a single-CPU system, where the
+/// partner cannot run while we spin.
 fn can_spin() -> bool {
   static PARALLEL: OnceLock<bool> = OnceLock::new();
-  *PARALLEL.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
+  *PARALLEL.get_or_init(|| os::cpu_count() > 1)
 }
 
 /// The spin phase of one wait.
@@ -188,13 +203,7 @@ impl Spinner {
   /// A spinner for a wait of `timeout`; idle unless `enabled`.
   pub(crate) fn new(enabled: bool, timeout: Option<Duration>) -> Spinner {
     let budget = (enabled && can_spin()).then(|| {
-      let (budget, count) = BUDGET.with(Cell::get);
-      BUDGET.with(|state| state.set((budget, count.wrapping_add(1))));
-      let budget = if count.is_multiple_of(PROBE_EVERY) {
-        MAX_SPIN
-      } else {
-        budget
-      };
+      let budget = BUDGET.with(Cell::get);
       timeout.map_or(budget, |timeout| budget.min(timeout))
     });
     Spinner { budget }
@@ -216,18 +225,25 @@ impl Spinner {
       round = round.wrapping_add(1);
       // Reading the clock costs about as much as 20 pause instructions.
       if round.is_multiple_of(16) && start.elapsed() >= budget {
-        adjust(|old| old / 2);
         return false;
       }
+    }
+  }
+
+  /// The wait ended after sleeping, `took` after it began (`None`: it timed out).
+  pub(crate) fn slept(&self, took: Option<Duration>) {
+    if self.budget.is_none() {
+      return;
+    }
+    match took {
+      Some(took) if took <= MAX_SPIN => adjust(|old| old.max(took + took / 4)),
+      _ => adjust(|old| old / 2),
     }
   }
 }
 
 fn adjust(change: impl FnOnce(Duration) -> Duration) {
-  BUDGET.with(|state| {
-    let (budget, count) = state.get();
-    state.set((change(budget).clamp(MIN_SPIN, MAX_SPIN), count));
-  });
+  BUDGET.with(|budget| budget.set(change(budget.get()).clamp(MIN_SPIN, MAX_SPIN)));
 }
 
 #[cfg(test)]

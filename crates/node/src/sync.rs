@@ -1,45 +1,32 @@
-//! SPEC §5 for JavaScript: `wait`, `notify`, `waitAsync` and `SharedMutex`
-//! on views of attached segments. The facade (src/sync.ts) validates the
-//! arguments and turns the outcome codes into strings; this layer finds the
-//! word (the view must lie in a live attachment, see views.rs) and calls the
-//! core. It still checks every bound, so a caller that skips the facade
-//! cannot crash.
+//! SPEC §5 for JavaScript, the asynchronous half: `waitAsync`,
+//! `lockAsync` and their cancellation (the synchronous calls are in hot.rs,
+//! finding words in words.rs). The facade (src/sync.ts) validates the
+//! arguments and turns the outcome codes into strings; this layer still
+//! checks every bound, so a caller that skips the facade cannot crash.
 //!
 //! Async outcomes travel back through one unreferenced threadsafe function
 //! per JavaScript thread (`initSync`): a pending `waitAsync` neither keeps
 //! the process alive nor occupies libuv's thread pool.
 
 use std::cell::RefCell;
-use std::ptr;
-use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
 
 use named_shm_core::waiter::{self, AsyncOutcome, Job, Request, Settle};
-use named_shm_core::{
-  notify, wait, LockOutcome, Owner, SharedMutex, SharedWord, WaitOutcome, MUTEX_BYTES,
-};
+use named_shm_core::{LockOutcome, Owner, SharedMutex, MUTEX_BYTES};
 use napi::bindgen_prelude::{FnArgs, Function, Unknown};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{sys, Env, JsValue, Status};
 use napi_derive::napi;
 
-use crate::errors::{throw_code, throw_core, Kind, NOT_ATTACHED, OUT_OF_RANGE};
-use crate::views;
+use crate::errors::{throw_code, throw_core, Kind};
+use crate::hot::{lock_code, NOT_EQUAL, OK, OWNER_DIED, TIMED_OUT};
+use crate::words::{mutex_word, read_only, shared_word, timeout};
 
-/// Outcome codes shared with src/sync.ts.
-const OK: u32 = 0;
-const NOT_EQUAL: u32 = 1;
-const TIMED_OUT: u32 = 2;
-const OWNER_DIED: u32 = 3;
-const BUSY: u32 = 4;
+/// Outcome codes of async ends only (the others are in hot.rs).
 const DETACHED: u32 = 5;
 const CANCELLED: u32 = 6;
 const FAILED: u32 = 7;
-
-const INVALID_ARG_TYPE: &str = "ERR_INVALID_ARG_TYPE";
-const INVALID_ARG_VALUE: &str = "ERR_INVALID_ARG_VALUE";
-const READ_ONLY: &str = "ERR_SHM_READ_ONLY";
 
 type Args = FnArgs<(f64, u32, String)>;
 type Callback = ThreadsafeFunction<Args, Unknown<'static>, Args, Status, false, true>;
@@ -120,258 +107,6 @@ pub fn keep_alive(env: Env, on: bool) -> napi::Result<()> {
   crate::errors::check(status)
 }
 
-/// The memory of a TypedArray or DataView.
-struct ViewInfo {
-  data: usize,
-  byte_length: usize,
-  int32: bool,
-}
-
-fn view_info(env: &Env, value: sys::napi_value) -> Option<ViewInfo> {
-  let raw = env.raw();
-  let mut is = false;
-  let mut data = ptr::null_mut();
-  let mut arraybuffer = ptr::null_mut();
-  let mut byte_offset = 0;
-  // SAFETY: `value` is an argument of this call; every out-pointer is valid.
-  unsafe {
-    if sys::napi_is_typedarray(raw, value, &mut is) == sys::Status::napi_ok && is {
-      let mut kind = 0;
-      let mut length = 0;
-      if sys::napi_get_typedarray_info(
-        raw,
-        value,
-        &mut kind,
-        &mut length,
-        &mut data,
-        &mut arraybuffer,
-        &mut byte_offset,
-      ) != sys::Status::napi_ok
-      {
-        return None;
-      }
-      let width = match kind {
-        sys::TypedarrayType::int8_array
-        | sys::TypedarrayType::uint8_array
-        | sys::TypedarrayType::uint8_clamped_array => 1,
-        sys::TypedarrayType::int16_array | sys::TypedarrayType::uint16_array => 2,
-        sys::TypedarrayType::bigint64_array
-        | sys::TypedarrayType::biguint64_array
-        | sys::TypedarrayType::float64_array => 8,
-        _ => 4,
-      };
-      return Some(ViewInfo {
-        data: data as usize,
-        byte_length: length.saturating_mul(width),
-        int32: kind == sys::TypedarrayType::int32_array,
-      });
-    }
-    if sys::napi_is_dataview(raw, value, &mut is) == sys::Status::napi_ok && is {
-      let mut length = 0;
-      if sys::napi_get_dataview_info(
-        raw,
-        value,
-        &mut length,
-        &mut data,
-        &mut arraybuffer,
-        &mut byte_offset,
-      ) != sys::Status::napi_ok
-      {
-        return None;
-      }
-      return Some(ViewInfo {
-        data: data as usize,
-        byte_length: length,
-        int32: false,
-      });
-    }
-  }
-  None
-}
-
-/// Checks that the `width`-byte word at `byte_index` of `view` lies, aligned,
-/// in a live attachment of this process; returns its address and place.
-fn resolve(
-  env: &Env,
-  view: &Unknown<'_>,
-  byte_index: f64,
-  width: usize,
-  int32_only: bool,
-) -> napi::Result<(usize, views::Place)> {
-  let info = view_info(env, view.value().value).filter(|info| info.int32 || !int32_only);
-  let Some(info) = info else {
-    let expected = if int32_only {
-      "an Int32Array"
-    } else {
-      "a Buffer, TypedArray or DataView"
-    };
-    return Err(throw_code(
-      env,
-      Kind::TypeError,
-      INVALID_ARG_TYPE,
-      &format!("The \"view\" argument must be {expected} over an attached segment"),
-    ));
-  };
-  let Some(view_place) = views::place(info.data, info.byte_length) else {
-    return Err(throw_code(
-      env,
-      Kind::Error,
-      NOT_ATTACHED,
-      "The view does not lie in an attached segment (a plain or shared buffer, or detached)",
-    ));
-  };
-  let fits = byte_index.is_finite()
-    && byte_index >= 0.0
-    && byte_index.fract() == 0.0
-    && byte_index + width as f64 <= info.byte_length as f64;
-  if !fits {
-    let (what, limit, shown) = if int32_only {
-      (
-        "index",
-        format!("< {}", info.byte_length / 4),
-        byte_index / 4.0,
-      )
-    } else {
-      let limit = info.byte_length.saturating_sub(width);
-      ("byteOffset", format!("<= {limit}"), byte_index)
-    };
-    return Err(throw_code(
-      env,
-      Kind::RangeError,
-      OUT_OF_RANGE,
-      &format!(
-        "The value of \"{what}\" is out of range. It must be an integer >= 0 and {limit}. Received {shown}"
-      ),
-    ));
-  }
-  let address = info.data + byte_index as usize;
-  if !address.is_multiple_of(width) {
-    return Err(throw_code(
-      env,
-      Kind::TypeError,
-      INVALID_ARG_VALUE,
-      &format!(
-        "The word at byte {byte_index} of the view is not {width}-byte aligned in the segment"
-      ),
-    ));
-  }
-  let place = views::Place {
-    target: view_place.target + (address - info.data),
-    writable: view_place.writable,
-  };
-  Ok((address, place))
-}
-
-/// The 4-byte word for a call that ends before JavaScript runs again.
-///
-/// Why no pin is needed: `view` is an argument of the running call, so its
-/// ArrayBuffer stays alive, and its memory is unmapped only when that buffer
-/// is detached (by `detach`/`close` on this same thread, which is busy in
-/// this call) or collected (impossible while it is an argument); see
-/// views.rs. An alias lives exactly as long as its view.
-fn word<'a>(env: &Env, view: &'a Unknown<'_>, index: f64) -> napi::Result<&'a AtomicU32> {
-  let (_, place) = resolve(env, view, index * 4.0, 4, true)?;
-  // SAFETY: an aligned word inside a live mapping that stays mapped while
-  // `view` is borrowed, as explained above.
-  Ok(unsafe { AtomicU32::from_ptr(place.target as *mut u32) })
-}
-
-/// The 8-byte mutex word for a call that ends before JavaScript runs again
-/// (see [`word`]); the view must be read-write.
-fn mutex_word<'a>(
-  env: &Env,
-  view: &'a Unknown<'_>,
-  byte_offset: f64,
-) -> napi::Result<&'a AtomicU64> {
-  let (_, place) = resolve(env, view, byte_offset, MUTEX_BYTES, false)?;
-  if !place.writable {
-    return Err(read_only(env));
-  }
-  // SAFETY: as in `word`, for an aligned 8-byte word.
-  Ok(unsafe { AtomicU64::from_ptr(place.target as *mut u64) })
-}
-
-fn read_only(env: &Env) -> napi::Error {
-  throw_code(
-    env,
-    Kind::Error,
-    READ_ONLY,
-    "A SharedMutex needs a read-write view; this one is read-only",
-  )
-}
-
-/// The word pinned, for a wait that outlives the call (waiter threads).
-fn shared_word(
-  env: &Env,
-  view: &Unknown<'_>,
-  byte_index: f64,
-  width: usize,
-  int32_only: bool,
-) -> napi::Result<SharedWord> {
-  let (address, _) = resolve(env, view, byte_index, width, int32_only)?;
-  let pinned = views::find(address, width).and_then(|(mapping, target)| {
-    SharedWord::new(
-      &mapping,
-      &target,
-      address - mapping.as_ptr() as usize,
-      width,
-    )
-  });
-  pinned.ok_or_else(|| throw_code(env, Kind::Error, NOT_ATTACHED, "The view was detached"))
-}
-
-/// A timeout in milliseconds: `None` for +Infinity.
-fn timeout(env: &Env, ms: f64) -> napi::Result<Option<Duration>> {
-  if ms.is_nan() || ms < 0.0 {
-    return Err(throw_code(
-      env,
-      Kind::RangeError,
-      OUT_OF_RANGE,
-      &format!("The value of \"timeout\" is out of range. It must be >= 0. Received {ms}"),
-    ));
-  }
-  Ok(Duration::try_from_secs_f64(ms / 1000.0).ok())
-}
-
-/// Blocks while `view[index]` holds `expected` (`Atomics.wait` across
-/// processes); returns an outcome code.
-#[napi(
-  ts_args_type = "view: Int32Array, index: number, expected: number, timeoutMs: number, spin: boolean"
-)]
-pub fn wait_word(
-  env: Env,
-  view: Unknown<'_>,
-  index: f64,
-  expected: i32,
-  timeout_ms: f64,
-  spin: bool,
-) -> napi::Result<u32> {
-  let word = word(&env, &view, index)?;
-  let timeout = timeout(&env, timeout_ms)?;
-  let outcome = wait(word, expected as u32, timeout, spin).map_err(|e| throw_core(&env, &e))?;
-  Ok(match outcome {
-    WaitOutcome::Ok => OK,
-    WaitOutcome::NotEqual => NOT_EQUAL,
-    WaitOutcome::TimedOut => TIMED_OUT,
-  })
-}
-
-/// Wakes up to `count` waiters on `view[index]` in every process (`count`
-/// ≥ 2^32 − 1 or +Infinity: all); returns how many the OS reports.
-#[napi(ts_args_type = "view: Int32Array, index: number, count: number")]
-pub fn notify_word(env: Env, view: Unknown<'_>, index: f64, count: f64) -> napi::Result<u32> {
-  let word = word(&env, &view, index)?;
-  let count = if count.is_nan() || count < 0.0 {
-    0
-  } else if count >= f64::from(u32::MAX) {
-    u32::MAX
-  } else {
-    count as u32
-  };
-  let woken = notify(word, count).map_err(|e| throw_core(&env, &e))?;
-  Ok(u32::try_from(woken).unwrap_or(u32::MAX))
-}
-
 /// Starts a `waitAsync`: a pending id (> 0), or `-1 - code` when it ends at
 /// once (`not-equal`, or `timed-out` for a zero timeout).
 #[napi(ts_args_type = "view: Int32Array, index: number, expected: number, timeoutMs: number")]
@@ -382,7 +117,7 @@ pub fn wait_word_async(
   expected: i32,
   timeout_ms: f64,
 ) -> napi::Result<f64> {
-  let word = shared_word(&env, &view, index * 4.0, 4, true)?;
+  let word = shared_word(&env, view.value().value, index * 4.0, 4, true)?;
   let timeout = timeout(&env, timeout_ms)?;
   if word.word().load(std::sync::atomic::Ordering::SeqCst) != expected as u32 {
     return Ok(-1.0 - f64::from(NOT_EQUAL));
@@ -418,52 +153,7 @@ pub fn pending_waits() -> u32 {
 /// the errors its methods would).
 #[napi(ts_args_type = "view: ArrayBufferView, byteOffset: number")]
 pub fn check_mutex(env: Env, view: Unknown<'_>, byte_offset: f64) -> napi::Result<()> {
-  mutex_word(&env, &view, byte_offset).map(drop)
-}
-
-fn lock_code(outcome: LockOutcome) -> u32 {
-  match outcome {
-    LockOutcome::Ok => OK,
-    LockOutcome::OwnerDied => OWNER_DIED,
-    LockOutcome::TimedOut => TIMED_OUT,
-    LockOutcome::Busy => BUSY,
-  }
-}
-
-/// Locks the `SharedMutex` at `byteOffset` of `view`, blocking at most
-/// `timeoutMs`; returns an outcome code.
-#[napi(
-  ts_args_type = "view: ArrayBufferView, byteOffset: number, timeoutMs: number, spin: boolean"
-)]
-pub fn lock_mutex(
-  env: Env,
-  view: Unknown<'_>,
-  byte_offset: f64,
-  timeout_ms: f64,
-  spin: bool,
-) -> napi::Result<u32> {
-  let word = mutex_word(&env, &view, byte_offset)?;
-  let timeout = timeout(&env, timeout_ms)?;
-  let outcome = SharedMutex::new(word)
-    .lock(timeout, spin)
-    .map_err(|e| throw_core(&env, &e))?;
-  Ok(lock_code(outcome))
-}
-
-/// Takes the `SharedMutex` if free (or its owner died); returns an outcome code.
-#[napi(ts_args_type = "view: ArrayBufferView, byteOffset: number")]
-pub fn try_lock_mutex(env: Env, view: Unknown<'_>, byte_offset: f64) -> napi::Result<u32> {
-  let word = mutex_word(&env, &view, byte_offset)?;
-  Ok(lock_code(SharedMutex::new(word).try_lock()))
-}
-
-/// Unlocks the `SharedMutex`; `ERR_SHM_NOT_OWNER` unless this thread holds it.
-#[napi(ts_args_type = "view: ArrayBufferView, byteOffset: number")]
-pub fn unlock_mutex(env: Env, view: Unknown<'_>, byte_offset: f64) -> napi::Result<()> {
-  let word = mutex_word(&env, &view, byte_offset)?;
-  SharedMutex::new(word)
-    .unlock()
-    .map_err(|e| throw_core(&env, &e))
+  mutex_word(&env, view.value().value, byte_offset).map(drop)
 }
 
 /// Starts a `lockAsync` for this thread: a pending id (> 0), or `-1 - code`
@@ -475,7 +165,7 @@ pub fn lock_mutex_async(
   byte_offset: f64,
   timeout_ms: f64,
 ) -> napi::Result<f64> {
-  let word = shared_word(&env, &view, byte_offset, MUTEX_BYTES, false)?;
+  let word = shared_word(&env, view.value().value, byte_offset, MUTEX_BYTES, false)?;
   if !word.is_writable() {
     return Err(read_only(&env));
   }

@@ -212,6 +212,26 @@ pub(crate) fn wait_any(
   }
 }
 
+/// CPUs online in the system, whatever this process's affinity: a process
+/// pinned to one CPU can still meet a partner spinning on another.
+pub(crate) fn cpu_count() -> usize {
+  let parse = |text: &str| -> Option<usize> {
+    // "0-3,8-11": ranges and single CPUs.
+    text.trim().split(',').try_fold(0, |count, part| {
+      let mut ends = part.split('-').map(|n| n.parse::<usize>().ok());
+      match (ends.next().flatten(), ends.next()) {
+        (Some(_), None) => Some(count + 1),
+        (Some(first), Some(Some(last))) if last >= first => Some(count + last - first + 1),
+        _ => None,
+      }
+    })
+  };
+  std::fs::read_to_string("/sys/devices/system/cpu/online")
+    .ok()
+    .and_then(|text| parse(&text))
+    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 // ---- Who holds a lock, and is it still alive? ----
 //
 // A lock owner is a thread: its id (tid) plus a stamp that tells a later

@@ -228,6 +228,11 @@ pub(crate) fn wait_any(
   Ok(WakeAny::Unsupported)
 }
 
+/// CPUs this process may use.
+pub(crate) fn cpu_count() -> usize {
+  std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 // ---- Who holds a lock ----
 //
 // The owner is the process id plus the low half of the thread's 64-bit id.

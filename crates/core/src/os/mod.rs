@@ -8,7 +8,8 @@
 //!   `wait_any(control, words, timeout) -> WakeAny` with `WAIT_ANY_MAX` (0
 //!   where the OS cannot wait on several words at once);
 //! - `thread_identity() -> (id, stamp)` and `liveness(id, stamp)`: who owns a
-//!   `SharedMutex`, and whether that thread still runs.
+//!   `SharedMutex`, and whether that thread still runs;
+//! - `cpu_count()`: whether spinning can ever meet a partner.
 //!
 //! This is the one place that chooses a backend.
 
@@ -19,14 +20,14 @@ mod posix;
 mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::{
-  create, liveness, open, thread_identity, unlink, wait, wait_any, wake, WAIT_ANY_MAX,
+  cpu_count, create, liveness, open, thread_identity, unlink, wait, wait_any, wake, WAIT_ANY_MAX,
 };
 
 #[cfg(all(unix, not(target_os = "linux")))]
 mod macos;
 #[cfg(all(unix, not(target_os = "linux")))]
 pub(crate) use macos::{
-  create, liveness, open, thread_identity, unlink, wait, wait_any, wake, WAIT_ANY_MAX,
+  cpu_count, create, liveness, open, thread_identity, unlink, wait, wait_any, wake, WAIT_ANY_MAX,
 };
 
 #[cfg(unix)]
@@ -36,8 +37,8 @@ pub(crate) use posix::{map, size_of, unmap, Handle};
 mod windows;
 #[cfg(windows)]
 pub(crate) use windows::{
-  create, liveness, map, open, size_of, thread_identity, unlink, unmap, wait, wait_any, wake,
-  Handle, WAIT_ANY_MAX,
+  cpu_count, create, liveness, map, open, size_of, thread_identity, unlink, unmap, wait, wait_any,
+  wake, Handle, WAIT_ANY_MAX,
 };
 
 /// How one `wait` ended.

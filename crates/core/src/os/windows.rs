@@ -220,6 +220,11 @@ pub(crate) fn wait_any(
   Ok(WakeAny::Unsupported)
 }
 
+/// CPUs this process may use.
+pub(crate) fn cpu_count() -> usize {
+  std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 // ---- Who holds a lock ----
 //
 // The owner is a thread id (they are system-wide on Windows) plus the low
