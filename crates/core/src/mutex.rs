@@ -235,8 +235,15 @@ impl<'a> SharedMutex<'a> {
       return Ok(outcome);
     }
     // From here on we may have slept, so take the lock with WAITERS set.
-    let mut check = true;
+    // The owner's liveness is checked now, then every LIVENESS_SLICE: a
+    // dead owner never wakes us.
+    let mut next_check = start;
     loop {
+      let now = Instant::now();
+      let check = now >= next_check;
+      if check {
+        next_check = now + LIVENESS_SLICE;
+      }
       match self.attempt(me, true, check) {
         Attempt::Locked(outcome) => {
           spinner.slept(Some(start.elapsed()));
@@ -244,25 +251,23 @@ impl<'a> SharedMutex<'a> {
         }
         Attempt::Held(state) => seen = state,
       }
+      let until_check = next_check.saturating_duration_since(now);
       let remaining = match deadline {
-        Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
-          Some(remaining) if !remaining.is_zero() => remaining.min(LIVENESS_SLICE),
+        Some(deadline) => match deadline.checked_duration_since(now) {
+          Some(remaining) if !remaining.is_zero() => remaining.min(until_check),
           _ => {
             spinner.slept(None);
             self.pass_on_wake();
             return Ok(LockOutcome::TimedOut);
           }
         },
-        None => LIVENESS_SLICE,
+        None => until_check,
       };
-      check = false;
-      if !self.announce_sleeper(seen) {
+      if !self.announce_sleeper(seen) || remaining.is_zero() {
         continue;
       }
-      match os::wait(self.futex(), Self::sleep_value(seen), Some(remaining))? {
-        Wake::TimedOut => check = true,
-        Wake::Woken | Wake::Changed | Wake::Interrupted => {}
-      }
+      // Every way a sleep ends leads back to another attempt.
+      let _: Wake = os::wait(self.futex(), Self::sleep_value(seen), Some(remaining))?;
     }
   }
 

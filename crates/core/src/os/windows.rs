@@ -196,7 +196,8 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -
 /// does not say how many it woke: this returns 0.
 pub(crate) fn wake(word: &AtomicU32, count: u32) -> Result<usize> {
   let addr = word.as_ptr().cast();
-  if count == u32::MAX {
+  // Beyond a handful, waking one by one costs more than waking all.
+  if count > 64 {
     // SAFETY: `addr` is a live word; waking nobody is harmless.
     unsafe { WakeByAddressAll(addr) };
   } else {
