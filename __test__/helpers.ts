@@ -53,8 +53,13 @@ export function runFixture(script: string, args: string[] = [], options: { env?:
 
 /** Runs `node ...args` to its end, collecting its output. */
 export function runNode(args: string[], options: { env?: NodeJS.ProcessEnv; node?: string } = {}): Promise<ChildResult> {
+  return runProcess(options.node ?? process.execPath, args, options)
+}
+
+/** Runs `command ...args` to its end with NAMED_SHM_ROOT set, collecting its output. */
+export function runProcess(command: string, args: string[], options: { env?: NodeJS.ProcessEnv } = {}): Promise<ChildResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(options.node ?? process.execPath, args, {
+    const child = spawn(command, args, {
       env: { ...process.env, NAMED_SHM_ROOT: PACKAGE_ROOT, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     })
@@ -134,4 +139,17 @@ export async function collectGarbage(): Promise<void> {
     gc()
     await new Promise((resolve) => setImmediate(resolve))
   }
+}
+
+/** Whether this process runs as root (the tests that need it log and pass otherwise). */
+export function isRoot(): boolean {
+  return process.getuid?.() === 0
+}
+
+/** The JSON objects a child printed, one per line. */
+export function jsonLines<T = Record<string, unknown>>(stdout: string): T[] {
+  return stdout
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as T)
 }

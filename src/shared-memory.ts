@@ -1,6 +1,6 @@
 // The SharedMemory class (SPEC §1): validates, then calls the binding.
 
-import { constants as bufferConstants } from 'node:buffer'
+import { kMaxLength } from 'node:buffer'
 
 import { NativeSegment, deleteSegment, osNameOf } from '../binding'
 import { invalidArgType, invalidArgValue, libraryError, outOfRange } from './errors'
@@ -27,6 +27,14 @@ export interface OpenOptions {
    * When creating, reserve the memory now, so that a full `/dev/shm` fails here
    * with `ENOSPC` instead of killing the process with SIGBUS on a later write.
    * Default `true`.
+   *
+   * With `false` (Linux), creating only sets the size and succeeds even beyond
+   * the free space; each page is allocated when first written. If `/dev/shm`
+   * is full by then, the kernel sends SIGBUS to the process writing that page,
+   * through a view or `write()`, and it dies (JavaScript cannot catch it);
+   * other processes and pages already written are unaffected. Use it only for
+   * sparse segments. It matters on Linux only: Windows commits the whole size
+   * when creating, and macOS backs segments with ordinary virtual memory.
    */
   reserve?: boolean
   /** Windows: use the `Global\` namespace (every session). Ignored elsewhere. Default `false`. */
@@ -140,17 +148,17 @@ export class SharedMemory implements Disposable {
    * (`PR_AttachSharedMemory`). Each call maps again and returns a new Buffer.
    * Its memory starts on a page boundary, so `Int32Array`, `Float64Array`,
    * `BigInt64Array` and `DataView` work over `view.buffer`.
-   * @throws `ERR_SHM_CLOSED`, `ERR_SHM_EXTERNAL_BUFFERS` (Electron), `ENOMEM`,
-   *   `ERR_OUT_OF_RANGE` when `size` exceeds what one Buffer can hold.
+   * @throws `ERR_SHM_CLOSED`, `ERR_SHM_EXTERNAL_BUFFERS` (Electron), `ENOMEM`;
+   *   `ERR_OUT_OF_RANGE` when `size` is more than a Buffer can hold.
    */
   attach(options?: AttachOptions): Buffer {
     const given = validateOptions<AttachOptions>(options) as Record<string, unknown>
     const readOnly = booleanOption(given, 'readOnly', this.readOnly)
-    if (this.size > bufferConstants.MAX_LENGTH && !this.closed) {
-      // Node refuses such an ArrayBuffer; say so with a documented code.
+    this.#throwIfClosed()
+    if (this.size > kMaxLength) {
       throw outOfRange(
         'size',
-        `at most ${bufferConstants.MAX_LENGTH} bytes (buffer.constants.MAX_LENGTH) to attach; open a smaller size or use read() and write()`,
+        `at most buffer.constants.MAX_LENGTH (${kMaxLength}) to attach; open the segment with a smaller size to map its start, or use read() and write()`,
         this.size,
       )
     }
@@ -182,12 +190,17 @@ export class SharedMemory implements Disposable {
   /**
    * Copies bytes out of the segment into a new Buffer. Needs no attached view
    * and works in every runtime, Electron included.
-   * @throws `ERR_OUT_OF_RANGE` when `offset + length > size`.
+   * @throws `ERR_OUT_OF_RANGE` when `offset + length > size` or `length` is
+   *   more than a Buffer can hold; `ENOMEM` when the copy cannot be allocated.
    */
   read(offset = 0, length?: number): Buffer {
     validateInteger(offset, 'offset', 0, this.size)
     if (length === undefined) length = this.size - offset
     else validateInteger(length, 'length', 0, this.size - offset)
+    // A Buffer cannot be longer; asking would fail deep inside Node.
+    if (length > kMaxLength) {
+      throw outOfRange('length', `at most buffer.constants.MAX_LENGTH (${kMaxLength}) bytes per read`, length)
+    }
     return this.#native.read(offset, length)
   }
 

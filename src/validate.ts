@@ -44,13 +44,8 @@ export function booleanOption(options: Record<string, unknown>, key: string, fal
 export function bytesOf(value: unknown, argument: string, expected: string): Uint8Array {
   if (!ArrayBuffer.isView(value)) throw invalidArgType(argument, expected, value)
   if (value instanceof Uint8Array) return value
-  // A view on a detached buffer (a detached attachment) has no bytes; V8 will
-  // not build a Uint8Array over such a buffer, and a DataView's getters throw.
-  let byteLength: number
-  try {
-    byteLength = value.byteLength
-  } catch {
-    return new Uint8Array(0)
-  }
-  return byteLength === 0 ? new Uint8Array(0) : new Uint8Array(value.buffer, value.byteOffset, byteLength)
+  // A view on a detached buffer (say, made before shm.detach()) has no bytes;
+  // a DataView's byteOffset and a new Uint8Array over it would throw instead.
+  if (value.buffer.byteLength === 0) return new Uint8Array(0)
+  return new Uint8Array(value.buffer, value.byteOffset, value.byteLength)
 }

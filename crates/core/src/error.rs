@@ -78,8 +78,23 @@ impl Error {
     }
   }
 
+  /// `ENOMEM` for a copy of `bytes` that this process could not allocate.
+  pub(crate) fn out_of_memory(bytes: u64) -> Error {
+    Error::Os {
+      code: "ENOMEM",
+      // ENOMEM is 12 on Linux, macOS and in the MSVC C runtime.
+      errno: 12,
+      syscall: "malloc",
+      name: None,
+      detail: Some(format!(
+        "cannot allocate {} for the copy",
+        human_bytes(bytes)
+      )),
+    }
+  }
+
   /// Adds the segment's OS name to an OS error.
-  pub(crate) fn for_name(mut self, segment: &str) -> Error {
+  pub fn for_name(mut self, segment: &str) -> Error {
     if let Error::Os { name, .. } = &mut self {
       *name = Some(segment.to_owned());
     }
@@ -256,6 +271,17 @@ mod tests {
     let unknown = windows_error(9999, "MapViewOfFile");
     assert_eq!(unknown.code(), "UNKNOWN");
     assert_eq!(unknown.errno(), Some(9999));
+  }
+
+  #[test]
+  fn out_of_memory() {
+    let error = Error::out_of_memory(1 << 40).for_name("/big");
+    assert_eq!(error.code(), "ENOMEM");
+    assert_eq!(error.errno(), Some(12));
+    assert_eq!(
+      error.to_string(),
+      "ENOMEM: cannot allocate memory, malloc '/big': cannot allocate 1 TiB for the copy"
+    );
   }
 
   #[test]

@@ -170,6 +170,26 @@ impl Mapping {
     Ok(())
   }
 
+  /// Copies `len` bytes starting at `offset` into a new vector.
+  ///
+  /// # Errors
+  /// As [`Mapping::read_at`], and `ENOMEM` when this process cannot allocate
+  /// the copy (a huge segment): an allocation failure must not abort.
+  pub fn read_to_vec(&self, offset: usize, len: usize) -> Result<Vec<u8>> {
+    let src = self.range(offset, len)?;
+    let mut bytes = Vec::new();
+    bytes
+      .try_reserve_exact(len)
+      .map_err(|_| Error::out_of_memory(len as u64))?;
+    // SAFETY: `range` checked that the source lies in the live mapping; the
+    // vector owns room for `len` bytes, all written before `set_len`.
+    unsafe {
+      ptr::copy_nonoverlapping(src, bytes.as_mut_ptr(), len);
+      bytes.set_len(len);
+    }
+    Ok(bytes)
+  }
+
   /// Copies `src` into the mapping at `offset`.
   ///
   /// # Errors

@@ -85,7 +85,6 @@ impl Segment {
         "The argument 'size' must be at least 1 to create a segment".into(),
       ));
     }
-    let os_name = name.os_name();
     if !options.create {
       return Segment::open_existing(name, size, options.read_only);
     }
@@ -107,7 +106,11 @@ impl Segment {
         other => return other,
       }
     }
-    Err(last.unwrap_or_else(|| unreachable!()).for_name(os_name))
+    Err(
+      last
+        .unwrap_or_else(|| unreachable!())
+        .for_name(name.os_name()),
+    )
   }
 
   fn create_new(name: &Name, size: u64, options: &OpenOptions) -> Result<Segment> {
@@ -115,8 +118,9 @@ impl Segment {
       .map_err(|e| e.for_name(name.os_name()))?;
     let (handle, read_only) = if options.read_only {
       // The creator sized it through a writable handle; keep only a read one.
-      drop(handle);
-      (os::open(name.os_name(), true)?, true)
+      let reopened =
+        os::reopen_read_only(&handle, name.os_name()).map_err(|e| e.for_name(name.os_name()))?;
+      (reopened, true)
     } else {
       (handle, false)
     };

@@ -2,6 +2,8 @@
 //! TypeScript facade validates arguments before they get here; this layer
 //! still checks every bound, so a caller that skips the facade cannot crash.
 
+use std::collections::HashMap;
+
 use napi::bindgen_prelude::{Buffer, ObjectFinalize, Uint8ArraySlice};
 use napi::{sys, Env, JsValue};
 use napi_derive::napi;
@@ -15,10 +17,16 @@ use crate::views::View;
 #[napi(custom_finalize)]
 pub struct NativeSegment {
   segment: Option<Segment>,
-  views: Vec<View>,
+  /// Keyed by the first byte's address: detach finds a view in O(1).
+  views: HashMap<usize, View>,
   /// A mapping of our own for `read` and `write`, made on first use.
   copier: Option<Mapping>,
+  /// Prune collected views when `views` grows to this many.
+  prune_at: usize,
 }
+
+/// The smallest `prune_at`.
+const PRUNE_MIN: usize = 16;
 
 /// What `NativeSegment.open` needs, already validated by the facade.
 #[napi(object)]
@@ -95,8 +103,9 @@ impl NativeSegment {
     let segment = Segment::open(&name, size, &core_options).map_err(|e| throw_core(&env, &e))?;
     Ok(NativeSegment {
       segment: Some(segment),
-      views: Vec::new(),
+      views: HashMap::new(),
       copier: None,
+      prune_at: PRUNE_MIN,
     })
   }
 
@@ -132,7 +141,7 @@ impl NativeSegment {
   pub fn attachments(&self) -> u32 {
     self
       .views
-      .iter()
+      .values()
       .filter(|v| !v.mapping().is_unmapped())
       .count() as u32
   }
@@ -160,9 +169,18 @@ impl NativeSegment {
       ),
       _ => None,
     };
-    self.prune(&env);
+    // Pruning walks every view: do it each time the list doubles, so that
+    // attach stays O(1) amortized with thousands of live views.
+    if self.views.len() >= self.prune_at {
+      self.prune(&env);
+      self.prune_at = (self.views.len() * 2).max(PRUNE_MIN);
+    }
     let (view, buffer) = View::new(&env, mapping, alias)?;
-    self.views.push(view);
+    // A key still held by a collected view is stale: the kernel could only
+    // hand out this address again after that view's memory was unmapped.
+    if let Some(stale) = self.views.insert(view.address(), view) {
+      stale.forget(&env);
+    }
     // SAFETY: `buffer` is a live value created in `env` during this call.
     Ok(unsafe { napi::bindgen_prelude::Unknown::from_raw_unchecked(env.raw(), buffer) })
   }
@@ -179,7 +197,12 @@ impl NativeSegment {
       return Err(closed(&env));
     }
     let data = arraybuffer_data(&env, buffer.value().value);
-    let Some(index) = self.views.iter().position(|v| v.starts_at(data)) else {
+    let key = data as usize;
+    let live = self
+      .views
+      .get(&key)
+      .is_some_and(|view| view.starts_at(data));
+    let Some(view) = live.then(|| self.views.remove(&key)).flatten() else {
       return Err(throw_code(
         &env,
         Kind::Error,
@@ -187,10 +210,7 @@ impl NativeSegment {
         "The view is not attached to this segment (already detached, or from another handle)",
       ));
     };
-    self
-      .views
-      .swap_remove(index)
-      .detach(&env, Some(buffer.value().value));
+    view.detach(&env, Some(buffer.value().value));
     Ok(())
   }
 
@@ -201,12 +221,12 @@ impl NativeSegment {
       to_u64(&env, offset, "offset")?,
       to_u64(&env, length, "length")?,
     );
+    let os_name = self.os_name();
     let copier = self.copier(&env)?;
     let (offset, length) = in_bounds(&env, copier, offset, length, "length")?;
-    let mut bytes = vec![0u8; length];
-    copier
-      .read_at(offset, &mut bytes)
-      .map_err(|e| throw_core(&env, &e))?;
+    let bytes = copier
+      .read_to_vec(offset, length)
+      .map_err(|e| throw_core(&env, &e.for_name(&os_name)))?;
     Ok(bytes.into())
   }
 
@@ -217,7 +237,7 @@ impl NativeSegment {
     env: Env,
     mut target: Uint8ArraySlice<'_>,
     offset: f64,
-  ) -> napi::Result<u32> {
+  ) -> napi::Result<f64> {
     let offset = to_u64(&env, offset, "offset")?;
     let copier = self.copier(&env)?;
     let available = (copier.len() as u64).saturating_sub(offset);
@@ -229,26 +249,26 @@ impl NativeSegment {
     copier
       .read_at(offset, &mut target[..length])
       .map_err(|e| throw_core(&env, &e))?;
-    Ok(length as u32)
+    Ok(length as f64)
   }
 
   /// Copies `source` into the segment at `offset`; returns the count.
   #[napi]
-  pub fn write(&mut self, env: Env, source: Uint8ArraySlice<'_>, offset: f64) -> napi::Result<u32> {
+  pub fn write(&mut self, env: Env, source: Uint8ArraySlice<'_>, offset: f64) -> napi::Result<f64> {
     let offset = to_u64(&env, offset, "offset")?;
     let copier = self.copier(&env)?;
     let (offset, length) = in_bounds(&env, copier, offset, source.len() as u64, "source")?;
     copier
       .write_at(offset, &source[..length])
       .map_err(|e| throw_core(&env, &e))?;
-    Ok(length as u32)
+    Ok(length as f64)
   }
 
   /// Detaches every view, unmaps, and releases the OS handle
   /// (`PR_CloseSharedMemory`). A second call does nothing.
   #[napi]
   pub fn close(&mut self, env: Env) {
-    for view in self.views.drain(..) {
+    for (_, view) in self.views.drain() {
       view.detach(&env, None);
     }
     self.copier = None;
@@ -270,13 +290,16 @@ impl NativeSegment {
 
   /// Forgets views whose buffers the garbage collector already freed.
   fn prune(&mut self, env: &Env) {
-    let mut index = 0;
-    while index < self.views.len() {
-      if self.views[index].is_collected(env) {
+    let collected: Vec<usize> = self
+      .views
+      .iter()
+      .filter(|(_, view)| view.is_collected(env))
+      .map(|(key, _)| *key)
+      .collect();
+    for key in collected {
+      if let Some(view) = self.views.remove(&key) {
         // Its memory may live on in a transferred buffer: the finalizer unmaps.
-        self.views.swap_remove(index).forget(env);
-      } else {
-        index += 1;
+        view.forget(env);
       }
     }
   }
@@ -286,7 +309,7 @@ impl ObjectFinalize for NativeSegment {
   /// Collected without `close()`: views still reachable keep working (each
   /// buffer holds its mapping); only our references go.
   fn finalize(mut self, env: Env) -> napi::Result<()> {
-    for view in self.views.drain(..) {
+    for (_, view) in self.views.drain() {
       view.forget(&env);
     }
     Ok(())

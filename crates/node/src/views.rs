@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use named_shm_core::{waiter, Mapping};
 use napi::{sys, Env};
 
-use crate::errors::{check, throw_code, Kind, EXTERNAL_BUFFERS};
+use crate::errors::{check, throw_code, Kind, EXTERNAL_BUFFERS, OUT_OF_RANGE};
 
 /// One registered attachment.
 struct Registered {
@@ -126,6 +126,7 @@ pub struct View {
   mapping: Arc<Mapping>,
   /// Weak: the handle must not keep the buffer alive.
   buffer: sys::napi_ref,
+  address: usize,
 }
 
 impl View {
@@ -156,8 +157,8 @@ impl View {
       )
     };
     if status == sys::Status::napi_no_external_buffers_allowed {
-      // SAFETY: the runtime refused before making anything, so `release`
-      // will never see `hint`.
+      // SAFETY: refused before Node took the finalizer, so `release` will
+      // never see `hint`.
       drop(unsafe { Box::from_raw(hint) });
       return Err(throw_code(
         env,
@@ -167,11 +168,20 @@ impl View {
       ));
     }
     if status != sys::Status::napi_ok {
-      // Any other failure (e.g. longer than `buffer.constants.MAX_LENGTH`):
-      // Node has already handed `hint` to `release` (node::Buffer::New calls
-      // the free callback when it fails), so freeing it here would be a double
-      // free. A runtime that does not call it leaks one mapping instead.
-      return Err(pending_or(env, status));
+      // Other failures may come after Node took the finalizer: Node's
+      // Buffer::New calls it at once when the length is over its limit, so
+      // freeing `hint` here too was a double free. Leave it to `release`
+      // (at worst a leak) and replace Node's uncoded exception with ours.
+      clear_pending_exception(env);
+      return Err(throw_code(
+        env,
+        Kind::RangeError,
+        OUT_OF_RANGE,
+        &format!(
+          "Could not make a view of {} bytes (more than this runtime's buffers hold?); open the segment with a smaller size, or use read() and write()",
+          mapping.len()
+        ),
+      ));
     }
     let mut reference = ptr::null_mut();
     // SAFETY: `buffer` was just created in `env`; count 0 makes it weak.
@@ -179,11 +189,17 @@ impl View {
     register(&mapping, alias.map(Arc::new));
     Ok((
       View {
+        address: mapping.as_ptr() as usize,
         mapping,
         buffer: reference,
       },
       buffer,
     ))
+  }
+
+  /// The address of the first byte, fixed at creation (the key of a view).
+  pub fn address(&self) -> usize {
+    self.address
   }
 
   /// Whether `data` is the first byte of this view's live mapping.
@@ -251,17 +267,16 @@ impl View {
   }
 }
 
-/// The error for a failed Node-API call: the exception it left pending, if any.
-fn pending_or(env: &Env, status: sys::napi_status) -> napi::Error {
+/// Drops an exception Node left pending, so that ours replaces it.
+fn clear_pending_exception(env: &Env) {
   let mut pending = false;
-  // SAFETY: live env of this call; `pending` is a valid out-pointer.
-  let asked = unsafe { sys::napi_is_exception_pending(env.raw(), &mut pending) };
-  if asked == sys::Status::napi_ok && pending {
-    return napi::Error::from_status(napi::Status::PendingException);
+  // SAFETY: live env; valid out-pointers.
+  unsafe {
+    if sys::napi_is_exception_pending(env.raw(), &mut pending) == sys::Status::napi_ok && pending {
+      let mut exception = ptr::null_mut();
+      sys::napi_get_and_clear_last_exception(env.raw(), &mut exception);
+    }
   }
-  check(status)
-    .err()
-    .unwrap_or_else(|| napi::Error::from_status(napi::Status::GenericFailure))
 }
 
 /// The `ArrayBuffer` finalizer: the garbage collector freed the buffer.

@@ -5,7 +5,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rustix::fd::AsFd;
 use rustix::fs::{self, AtFlags, FallocateFlags, Mode, OFlags, CWD};
 use rustix::io::Errno;
 
@@ -40,20 +39,18 @@ pub(crate) fn create(os_name: &str, size: u64, mode: u32, reserve: bool) -> Resu
   let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
   match fs::open(SHM_DIR, flags, mode) {
     Ok(fd) => {
+      apply_umask(&fd, mode)?;
       prepare(&fd, size, reserve)?;
-      let proc_path = format!("/proc/self/fd/{}", rustix::fd::AsRawFd::as_raw_fd(&fd));
       match fs::linkat(
         CWD,
-        &proc_path,
+        proc_path(&fd),
         CWD,
         path_of(os_name),
         AtFlags::SYMLINK_FOLLOW,
       ) {
         Ok(()) => Ok(fd),
         // No /proc in this sandbox: fall back to a named temporary.
-        Err(Errno::NOENT) if fs::access("/proc/self/fd", fs::Access::EXISTS).is_err() => {
-          create_via_temporary(os_name, size, mode, reserve)
-        }
+        Err(Errno::NOENT) if !has_proc() => create_via_temporary(os_name, size, mode, reserve),
         Err(errno) => Err(publish_error(errno)),
       }
     }
@@ -65,16 +62,74 @@ pub(crate) fn create(os_name: &str, size: u64, mode: u32, reserve: bool) -> Resu
   }
 }
 
+/// A read-only descriptor of the same file as `fd`, for a creator that asked
+/// for `readOnly`. Reopening `/proc/self/fd/N` reaches this very inode, so a
+/// process that deletes and recreates the name meanwhile cannot swap it.
+pub(crate) fn reopen_read_only(fd: &Handle, os_name: &str) -> Result<Handle> {
+  let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
+  match fs::open(proc_path(fd), flags, Mode::empty()) {
+    Ok(fd) => Ok(fd),
+    Err(Errno::NOENT) if !has_proc() => open(os_name, true),
+    Err(errno) => Err(os_error("shm_open")(errno)),
+  }
+}
+
+fn proc_path(fd: &Handle) -> String {
+  format!("/proc/self/fd/{}", rustix::fd::AsRawFd::as_raw_fd(fd))
+}
+
+fn has_proc() -> bool {
+  fs::access("/proc/self/fd", fs::Access::EXISTS).is_ok()
+}
+
+/// Before Linux 6.0, O_TMPFILE skipped the umask on filesystems without
+/// POSIX ACLs ("fs: add missing umask strip in vfs_tmpfile"). Where the new
+/// file kept every bit asked for, apply the umask ourselves, as fs.open would.
+fn apply_umask(fd: &Handle, mode: Mode) -> Result<()> {
+  let actual = fs::fstat(fd).map_err(os_error("fstat"))?.st_mode & 0o777;
+  if actual != mode.bits() {
+    return Ok(()); // the kernel (or a default ACL) already decided
+  }
+  let Some(umask) = current_umask() else {
+    return Ok(());
+  };
+  let wanted = mode.bits() & !umask;
+  if wanted != actual {
+    fs::fchmod(fd, Mode::from_bits_truncate(wanted)).map_err(os_error("fchmod"))?;
+  }
+  Ok(())
+}
+
+/// The umask, read without changing it (`Umask:` in proc_pid_status(5), Linux 4.7+).
+fn current_umask() -> Option<u32> {
+  let status = std::fs::read_to_string("/proc/self/status").ok()?;
+  parse_umask(&status)
+}
+
+fn parse_umask(status: &str) -> Option<u32> {
+  let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+  u32::from_str_radix(line.trim(), 8).ok()
+}
+
 /// The fallback: a hidden temporary name, linked to the real one, then removed.
 fn create_via_temporary(os_name: &str, size: u64, mode: Mode, reserve: bool) -> Result<Handle> {
   static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-  let temporary = format!(
-    "{SHM_DIR}/.named-shm-{}-{}",
-    rustix::process::getpid().as_raw_nonzero(),
-    SEQUENCE.fetch_add(1, Ordering::Relaxed)
-  );
   let flags = OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-  let fd = fs::open(&temporary, flags, mode).map_err(os_error("shm_open"))?;
+  // Another PID namespace sharing /dev/shm may hold the same temporary name:
+  // an EEXIST here says nothing about the segment, so try the next one.
+  let mut attempts = 0;
+  let (temporary, fd) = loop {
+    let temporary = format!(
+      "{SHM_DIR}/.named-shm-{}-{}",
+      rustix::process::getpid().as_raw_nonzero(),
+      SEQUENCE.fetch_add(1, Ordering::Relaxed)
+    );
+    match fs::open(&temporary, flags, mode) {
+      Ok(fd) => break (temporary, fd),
+      Err(Errno::EXIST) if attempts < 100 => attempts += 1,
+      Err(errno) => return Err(os_error("shm_open")(errno)),
+    }
+  };
   let result = prepare(&fd, size, reserve)
     .and_then(|()| fs::link(&temporary, path_of(os_name)).map_err(publish_error));
   let _ = fs::unlink(&temporary);
@@ -89,7 +144,13 @@ fn prepare(fd: &Handle, size: u64, reserve: bool) -> Result<()> {
     fs::fallocate(fd, FallocateFlags::empty(), 0, size).map_err(|errno| {
       let error = os_error("fallocate")(errno);
       if errno == Errno::NOSPC {
-        error.with_detail(no_space_detail(fd.as_fd(), size))
+        // tmpfs gives back what a failed fallocate took, so this is what is
+        // free for a smaller request now.
+        let space = fs::fstatvfs(fd).ok().map(|stat| Space {
+          free: stat.f_bavail.saturating_mul(stat.f_frsize),
+          total: stat.f_blocks.saturating_mul(stat.f_frsize),
+        });
+        error.with_detail(no_space_detail(size, space))
       } else {
         error
       }
@@ -98,16 +159,32 @@ fn prepare(fd: &Handle, size: u64, reserve: bool) -> Result<()> {
   Ok(())
 }
 
-fn no_space_detail(fd: rustix::fd::BorrowedFd<'_>, size: u64) -> String {
-  let asked = human_bytes(size);
-  match fs::fstatvfs(fd) {
-    Ok(stat) => format!(
-      "asked for {asked} but {SHM_DIR} has {} free of {}; in a container, raise it with --shm-size",
-      human_bytes(stat.f_bavail.saturating_mul(stat.f_frsize)),
-      human_bytes(stat.f_blocks.saturating_mul(stat.f_frsize)),
-    ),
-    Err(_) => format!("asked for {asked}; in a container, raise {SHM_DIR} with --shm-size"),
-  }
+/// Free and total bytes of the shared memory filesystem.
+#[derive(Clone, Copy)]
+struct Space {
+  free: u64,
+  total: u64,
+}
+
+/// What an `ENOSPC` says besides the errno: how much was asked, how much is
+/// free, and the cure (`docker run --shm-size`, default 64 MiB, is the usual cause).
+fn no_space_detail(asked: u64, space: Option<Space>) -> String {
+  const MIB: u64 = 1 << 20;
+  let Some(Space { free, total }) = space else {
+    return format!(
+      "asked for {} ({asked} bytes); make {SHM_DIR} larger (in a container: --shm-size)",
+      human_bytes(asked)
+    );
+  };
+  let needed = total.saturating_sub(free).saturating_add(asked);
+  format!(
+    "asked for {} ({asked} bytes) but {SHM_DIR} has {} ({free} bytes) free of {}; \
+     free some shared memory or make {SHM_DIR} larger (in a container: --shm-size={}m or more)",
+    human_bytes(asked),
+    human_bytes(free),
+    human_bytes(total),
+    needed.div_ceil(MIB),
+  )
 }
 
 /// An `EEXIST` from link(2) is the `O_EXCL` failure of `shm_open`.
@@ -318,5 +395,39 @@ pub(crate) fn liveness(id: u32, stamp: u32) -> Liveness {
         _ => Liveness::Alive,
       }
     }
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn no_space_message() {
+    let space = Space {
+      free: 16 << 20,
+      total: 16 << 20,
+    };
+    assert_eq!(
+      no_space_detail(32 << 20, Some(space)),
+      "asked for 32 MiB (33554432 bytes) but /dev/shm has 16 MiB (16777216 bytes) free of 16 MiB; \
+       free some shared memory or make /dev/shm larger (in a container: --shm-size=32m or more)"
+    );
+    let half_used = Space {
+      free: 40 << 20,
+      total: 64 << 20,
+    };
+    assert!(no_space_detail(100 << 20, Some(half_used)).ends_with("--shm-size=124m or more)"));
+    assert_eq!(
+      no_space_detail(4096, None),
+      "asked for 4 KiB (4096 bytes); make /dev/shm larger (in a container: --shm-size)"
+    );
+  }
+
+  #[test]
+  fn umask_from_status() {
+    let status = "Name:\tnode\nUmask:\t0022\nState:\tR (running)\n";
+    assert_eq!(parse_umask(status), Some(0o022));
+    assert_eq!(parse_umask("Name:\tnode\n"), None);
   }
 }

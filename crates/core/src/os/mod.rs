@@ -2,7 +2,7 @@
 //!
 //! - `Handle`: an open segment (an `OwnedFd`, a `HANDLE`), closed on drop;
 //! - `open(os_name, read_only)`, `create(os_name, size, mode, reserve)`,
-//!   `size_of(&Handle)`, `unlink(os_name)`;
+//!   `reopen_read_only(&Handle, os_name)`, `size_of(&Handle)`, `unlink(os_name)`;
 //! - `map(&Handle, len, Access)` and `unmap(ptr, len)`;
 //! - `wait(&AtomicU32, expected, timeout) -> Wake`, `wake(&AtomicU32, count)`,
 //!   `wait_any(control, words, timeout) -> WakeAny` with `WAIT_ANY_MAX` (0
@@ -20,7 +20,8 @@ mod posix;
 mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::{
-  cpu_count, create, liveness, open, thread_identity, unlink, wait, wait_any, wake, WAIT_ANY_MAX,
+  cpu_count, create, liveness, open, reopen_read_only, thread_identity, unlink, wait, wait_any,
+  wake, WAIT_ANY_MAX,
 };
 
 #[cfg(all(unix, not(target_os = "linux")))]
@@ -78,4 +79,11 @@ pub(crate) enum Liveness {
   Dead,
   /// It cannot be checked from here (another PID namespace): assume alive.
   Unknown,
+}
+
+/// A read-only handle on the segment `handle` was created as. Elsewhere than
+/// Linux there is no way to reopen the object itself, so open the name again.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn reopen_read_only(_handle: &Handle, os_name: &str) -> crate::error::Result<Handle> {
+  open(os_name, true)
 }

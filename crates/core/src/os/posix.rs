@@ -14,6 +14,18 @@ pub(crate) type Handle = OwnedFd;
 
 /// Maps `len` bytes of `fd` from offset 0 (mmap(2)).
 pub(crate) fn map(fd: &Handle, len: usize, access: Access) -> Result<*mut u8> {
+  // xnu's pshm_mmap refuses anything but MAP_SHARED with EINVAL, so macOS
+  // cannot give a read-only view that a stray write leaves private. Say so.
+  #[cfg(target_vendor = "apple")]
+  if access == Access::CopyOnWrite {
+    return Err(
+      os_error("mmap")(Errno::NOTSUP).with_detail(
+        "macOS cannot map shared memory copy-on-write, so read-only views are unavailable; \
+       use read() or readInto()"
+          .into(),
+      ),
+    );
+  }
   let (prot, flags) = match access {
     Access::ReadWrite => (ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED),
     Access::ReadOnly => (ProtFlags::READ, MapFlags::SHARED),

@@ -1,0 +1,34 @@
+// Leaks (issue 3): 100,000 open / attach / write / detach / close cycles in a
+// child process (fixtures/leaks.mjs) leave its descriptors, mappings and RSS
+// where they started.
+
+import { join } from 'node:path'
+
+import test from 'ava'
+
+import { deleteAtEnd, jsonLines, runNode, uniqueName } from './helpers'
+
+interface Usage {
+  fds: number
+  maps: number
+  rss: number
+}
+
+test('100,000 open/attach/write/detach/close cycles leave fds, mappings and RSS where they started', async (t) => {
+  const name = uniqueName('leaks')
+  deleteAtEnd(t, name)
+  const child = await runNode(['--expose-gc', join(__dirname, 'fixtures', 'leaks.mjs'), name, '100000'])
+  t.is(child.signal, null, child.stderr)
+  t.is(child.code, 0, child.stderr)
+  const [result] = jsonLines<{ cycles: number; ms: number; before: Usage; after: Usage; last: number; rssSeriesMiB: number[] }>(child.stdout)
+  const growth = (result.after.rss - result.before.rss) / 2 ** 20
+  t.log(
+    `${result.cycles} cycles in ${result.ms} ms; fds ${result.before.fds} -> ${result.after.fds}, ` +
+      `maps ${result.before.maps} -> ${result.after.maps}, RSS ${(result.before.rss / 2 ** 20).toFixed(1)} -> ` +
+      `${(result.after.rss / 2 ** 20).toFixed(1)} MiB (every 10,000: ${result.rssSeriesMiB.join(' ')})`,
+  )
+  t.is(result.last, 99_999, 'every cycle wrote through its view')
+  t.is(result.after.fds, result.before.fds)
+  t.is(result.after.maps, result.before.maps)
+  t.true(Math.abs(growth) <= 10, `RSS moved by ${growth.toFixed(1)} MiB`)
+})
