@@ -36,13 +36,19 @@ const PONG_CPU = 1
 const now = process.hrtime.bigint
 
 // All CPUs, not availableParallelism(): a ping already pinned to one CPU
-// still pins its pong to the other.
-const canPin = process.platform === 'linux' && cpus().length >= 2 && spawnSync('taskset', ['-c', '0', 'true']).status === 0
+// still pins its pong to the other. Asked lazily, never from the worker of
+// the Atomics row (a spawnSync there while the main thread blocks in
+// Atomics.wait could hang its start).
+let pinnable
+function canPin() {
+  pinnable ??= process.platform === 'linux' && cpus().length >= 2 && spawnSync('taskset', ['-c', '0', 'true']).status === 0
+  return pinnable
+}
 
 /** `[command, args]` running `node self ...args` on `cpu` when pinning works. */
 function nodeOn(cpu, args) {
   const node = [process.execPath, self, ...args]
-  return canPin && cpu !== undefined ? ['taskset', ['-c', String(cpu), ...node]] : [node[0], node.slice(1)]
+  return canPin() && cpu !== undefined ? ['taskset', ['-c', String(cpu), ...node]] : [node[0], node.slice(1)]
 }
 
 /** Runs a party of this script to its end; resolves with its stdout. */
@@ -129,7 +135,7 @@ function cRow(rounds, cpus) {
   try {
     const binary = join(dir, 'futex-pingpong')
     execFileSync('gcc', ['-O2', '-o', binary, join(here, 'futex-pingpong.c')])
-    const args = [String(rounds), String(WARMUP), ...(canPin ? cpus.map(String) : [])]
+    const args = [String(rounds), String(WARMUP), ...(canPin() ? cpus.map(String) : [])]
     const { p50, p99 } = JSON.parse(execFileSync(binary, args, { encoding: 'utf8' }))
     return { p50: p50 / 1000, p99: p99 / 1000 }
   } finally {
@@ -139,10 +145,14 @@ function cRow(rounds, cpus) {
 
 // ---- worker_threads Atomics.wait ----
 
+// A finite timeout: on Node 20 here, an untimed Atomics.wait in a worker now
+// and then missed a notify and slept for good; a timed one never did.
+const ATOMICS_TIMEOUT = 10_000
+
 function atomicsPong(buffer, total) {
   const word = new Int32Array(buffer)
   for (let i = 0; i < total; i += 1) {
-    while (Atomics.load(word, 0) !== 2 * i + 1) Atomics.wait(word, 0, Atomics.load(word, 0))
+    while (Atomics.load(word, 0) !== 2 * i + 1) Atomics.wait(word, 0, Atomics.load(word, 0), ATOMICS_TIMEOUT)
     Atomics.store(word, 0, 2 * i + 2)
     Atomics.notify(word, 0, 1)
   }
@@ -158,7 +168,7 @@ async function atomicsPing(rounds) {
     const start = now()
     Atomics.store(word, 0, 2 * i + 1)
     Atomics.notify(word, 0, 1)
-    while (Atomics.load(word, 0) !== 2 * i + 2) Atomics.wait(word, 0, 2 * i + 1)
+    while (Atomics.load(word, 0) !== 2 * i + 2) Atomics.wait(word, 0, 2 * i + 1, ATOMICS_TIMEOUT)
     if (i >= WARMUP) samples.push(now() - start)
   }
   await new Promise((resolve) => worker.on('exit', resolve))
@@ -212,7 +222,7 @@ function ipcPong() {
 
 async function ipcPing(rounds) {
   // fork() runs `execPath ...execArgv self`: taskset in front pins the pong.
-  const pinned = canPin ? { execPath: 'taskset', execArgv: ['-c', String(PONG_CPU), process.execPath] } : {}
+  const pinned = canPin() ? { execPath: 'taskset', execArgv: ['-c', String(PONG_CPU), process.execPath] } : {}
   const pong = fork(self, ['--pong', 'ipc'], pinned)
   const samples = []
   for (let i = 0; i < rounds + WARMUP; i += 1) {
@@ -236,7 +246,7 @@ function format(value) {
 /** Runs every variant (or those in `only`) and prints the table. */
 export async function main(rounds = 20000, only = undefined) {
   const slowRounds = Math.max(1000, rounds >> 2)
-  const where = canPin ? `CPUs ${PING_CPU} and ${PONG_CPU}` : 'unpinned'
+  const where = canPin() ? `CPUs ${PING_CPU} and ${PONG_CPU}` : 'unpinned'
   const variants = [
     ['c', `C futex, 2 processes (reference)`, rounds, () => cRow(rounds, [PING_CPU, PONG_CPU])],
     ['spin', 'named-shm wait/notify, spin on', rounds, () => shmRow(rounds, true)],
