@@ -18,7 +18,8 @@ export type TryLockResult = 'ok' | 'owner-died' | 'busy'
 /** Options of {@link wait}. */
 export interface WaitOptions {
   /**
-   * Watch the word for a few microseconds before sleeping, so that a partner
+   * Watch the word for a moment (2 to 100 µs, learned from recent waits)
+   * before sleeping, so that a partner
    * that answers quickly costs no sleep and no wake-up latency. Default `true`.
    */
   spin?: boolean
@@ -38,7 +39,7 @@ export interface AsyncWaitOptions {
 
 /** Options of {@link SharedMutex}. */
 export interface SharedMutexOptions {
-  /** Spin a few microseconds before sleeping in `lock()`. Default `true`. */
+  /** Spin a moment (2 to 100 µs, learned) before sleeping in `lock()`. Default `true`. */
   spin?: boolean
 }
 

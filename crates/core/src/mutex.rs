@@ -203,7 +203,7 @@ impl<'a> SharedMutex<'a> {
   }
 
   /// Takes the lock, waiting at most `timeout` (`None`: forever); spins a
-  /// few microseconds first when `spin`.
+  /// moment first when `spin` (see the adaptive spin in sync.rs).
   ///
   /// # Errors
   /// [`Error::Deadlock`] if this thread holds the lock already: waiting for

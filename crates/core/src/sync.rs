@@ -1,15 +1,16 @@
 //! Cross-process `wait` and `notify` on the words of a segment (SPEC §5):
 //! `Atomics.wait`/`Atomics.notify` that reach every process attached to it.
 //!
-//! A wait first spins for a few microseconds, watching the word, because a
-//! partner that answers quickly then costs no sleep and no wake-up latency;
-//! then it sleeps in the OS (futex and its kin, see `os/`). The spin budget
-//! adapts per thread to how long waits really take.
+//! A wait first spins for a moment (2 to 100 µs, learned per thread),
+//! watching the word, because a partner that answers quickly then costs no
+//! sleep and no wake-up latency; then it sleeps in the OS (futex and its
+//! kin, see `os/`).
 //!
-//! Words are reached through a [`SharedWord`], which pins the mapping: a
-//! thread that waits on a word (the `waitAsync` waiter threads) keeps the
-//! memory mapped until it lets go, whatever the JavaScript thread detaches
-//! meanwhile.
+//! A wait that outlives its caller's call (the `waitAsync` waiter threads)
+//! reaches its word through a [`SharedWord`], which pins the mapping: the
+//! memory stays mapped until the waiter lets go, whatever the JavaScript
+//! thread detaches meanwhile. [`wait`] and [`notify`] themselves take a
+//! plain reference, valid for the call.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
