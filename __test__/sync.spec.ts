@@ -216,6 +216,8 @@ test('SharedMutex: each worker thread is an owner of its own, and a dead one is 
       // Ends holding the lock.
     })`
   const worker = new Worker(script, { eval: true, workerData: { root: PACKAGE_ROOT, name: shm.name } })
+  // Listen from the start: the worker may be gone before we would ask.
+  const exited = new Promise((resolve) => worker.once('exit', resolve))
   const messages: Record<string, string>[] = []
   const next = (): Promise<Record<string, string>> =>
     new Promise((resolve) => worker.once('message', (message) => resolve({ ...message })))
@@ -226,7 +228,7 @@ test('SharedMutex: each worker thread is an owner of its own, and a dead one is 
   await sleep(5)
   mutex.unlock()
   t.is((await second).second, 'ok')
-  await new Promise((resolve) => worker.once('exit', resolve))
+  t.is(await exited, 0)
   t.is(mutex.lock(10_000), 'owner-died')
   mutex.unlock()
 })
