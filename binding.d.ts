@@ -43,8 +43,35 @@ export declare class NativeSegment {
   close(): void
 }
 
+/** Ends a pending `waitAsync` or `lockAsync`; its outcome becomes `cancelled`. */
+export declare function cancelWait(id: number): void
+
+/**
+ * Checks that a `SharedMutex` can live at `byteOffset` of `view` (throws
+ * the errors its methods would).
+ */
+export declare function checkMutex(view: ArrayBufferView, byteOffset: number): void
+
 /** Removes the segment `name` (`PR_DeleteSharedMemory`). */
 export declare function deleteSegment(name: string, global: boolean): void
+
+/**
+ * Registers `(id, outcome, detail)` as this thread's receiver of async
+ * outcomes (called once per thread by the facade).
+ */
+export declare function initSync(callback: (id: number, outcome: number, detail: string) => void): void
+
+/**
+ * Whether this thread's pending async waits keep the event loop alive
+ * (the facade turns it on while a `{ ref: true }` wait is pending).
+ */
+export declare function keepAlive(on: boolean): void
+
+/**
+ * Starts a `lockAsync` for this thread: a pending id (> 0), or `-1 - code`
+ * when it ends at once (`ok`, `owner-died`, or `timed-out` for a zero timeout).
+ */
+export declare function lockMutexAsync(view: ArrayBufferView, byteOffset: number, timeoutMs: number): number
 
 /** What `NativeSegment.open` needs, already validated by the facade. */
 export interface NativeOpenOptions {
@@ -64,3 +91,15 @@ export interface NativeOpenOptions {
 
 /** The OS name `name` maps to on this platform. */
 export declare function osNameOf(name: string, global: boolean): string
+
+/** How many `waitAsync`/`lockAsync` are pending in this process. */
+export declare function pendingWaits(): number
+
+/** The hot synchronous calls, as an object of plain functions. */
+export declare function syncCalls(): { wait(view: Int32Array, index: number, expected: number, timeoutMs: number, spin: boolean): number; notify(view: Int32Array, index: number, count: number): number; lock(view: ArrayBufferView, byteOffset: number, timeoutMs: number, spin: boolean): number; tryLock(view: ArrayBufferView, byteOffset: number): number; unlock(view: ArrayBufferView, byteOffset: number): void }
+
+/**
+ * Starts a `waitAsync`: a pending id (> 0), or `-1 - code` when it ends at
+ * once (`not-equal`, or `timed-out` for a zero timeout).
+ */
+export declare function waitWordAsync(view: Int32Array, index: number, expected: number, timeoutMs: number): number

@@ -836,5 +836,13 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.NativeSegment = nativeBinding.NativeSegment
+module.exports.cancelWait = nativeBinding.cancelWait
+module.exports.checkMutex = nativeBinding.checkMutex
 module.exports.deleteSegment = nativeBinding.deleteSegment
+module.exports.initSync = nativeBinding.initSync
+module.exports.keepAlive = nativeBinding.keepAlive
+module.exports.lockMutexAsync = nativeBinding.lockMutexAsync
 module.exports.osNameOf = nativeBinding.osNameOf
+module.exports.pendingWaits = nativeBinding.pendingWaits
+module.exports.syncCalls = nativeBinding.syncCalls
+module.exports.waitWordAsync = nativeBinding.waitWordAsync

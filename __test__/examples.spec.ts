@@ -33,7 +33,7 @@ test('cluster demo: 3 workers see each other\'s slices through one segment', asy
     }
   }
   t.regex(run.stdout, /through shared memory: 3\.0 MiB written, 6\.0 MiB read by other workers \(9437184 bytes\), none copied/)
-  t.regex(run.stdout, /through IPC: 15 messages, \d{2,3} bytes \(synchronisation only\)/)
+  t.regex(run.stdout, /through IPC: nothing; phases were signalled with wait\/notify on words of the segment \(3 starts, 6 done reports\)/)
   t.regex(run.stdout, /workers exited: 0, 0, 0/)
   assertDeleted(t, run.stdout, /cleaned up: \/(named-shm-demo-\d+) deleted/)
 })

@@ -1,16 +1,18 @@
 'use strict'
 // `npm start`: a primary and 3 cluster workers share one named segment.
 // Each worker fills its own slice with a pattern, then checks the slices the
-// others wrote, reading them straight out of shared memory. The primary prints
-// what each saw and how many bytes went through shared memory versus the IPC
-// channel, then deletes the segment.
+// others wrote, reading them straight out of shared memory. The phases (fill,
+// verify, exit) are signalled with cross-process wait/notify on words of the
+// segment, not through the IPC channel. The primary prints what each saw and
+// how many bytes went through shared memory, then deletes the segment.
 //
 // Layout of the segment (one page of reports, then one slice per worker):
-//   [0, 4096)                  reports: what worker w saw in slice s
+//   [0, 4096)                  reports: what worker w saw in slice s;
+//                              words 1000.. synchronise the phases
 //   [4096 + w * SLICE, + SLICE) worker w's slice, 32-bit words
 
 const cluster = require('node:cluster')
-const { SharedMemory } = require('named-shm') // this repository (package self-reference)
+const { SharedMemory, notify, waitAsync } = require('named-shm') // this repository (package self-reference)
 
 const WORKERS = 3
 const SLICE = 1 << 20 // bytes per worker
@@ -44,80 +46,69 @@ function check(words, slice, report) {
 }
 
 // ---------------------------------------------------------------------------
-// Synchronisation: small IPC messages through cluster's channel. This is the
-// one part that cross-process wait/notify (SPEC §5) replaces; nothing else
-// in the demo knows how phases are signalled.
+// Synchronisation: cross-process wait/notify (SPEC §5) on words at the end of
+// the report page. The primary raises PHASE and wakes the workers; each
+// worker counts itself done in DONE + phase and wakes the primary. Nobody
+// polls and nothing goes through the IPC channel.
+const PHASES = { fill: 1, verify: 2, exit: 3 }
+const PHASE = 1000 // word index: the phase the primary started
+const DONE = 1001 // word DONE + phase: how many workers finished it
+
 const sync = {
-  ipcMessages: 0,
-  ipcBytes: 0,
-  count(message) {
-    // process.send's default serialization: JSON plus a newline.
-    sync.ipcMessages += 1
-    sync.ipcBytes += Buffer.byteLength(JSON.stringify(message)) + 1
+  notifications: 0,
+  words: null,
+  /** Both sides: the synchronisation words of an attached view. */
+  use(view) {
+    sync.words = new Int32Array(view.buffer, view.byteOffset, HEADER / 4)
   },
-  /** Primary: tells every worker to start `phase`. */
-  start(workers, phase) {
-    for (const worker of workers) {
-      const message = { go: phase }
-      sync.count(message)
-      worker.send(message)
+  /** Resolves once word `index` is at least `value`. */
+  async reach(index, value) {
+    for (;;) {
+      const seen = Atomics.load(sync.words, index)
+      if (seen >= value) return
+      await waitAsync(sync.words, index, seen, TIMEOUT_MS)
     }
   },
+  /** Primary: tells every worker to start `phase`. */
+  start(phase) {
+    Atomics.store(sync.words, PHASE, PHASES[phase])
+    sync.notifications += 1
+    notify(sync.words, PHASE)
+  },
   /** Primary: resolves once every worker reported `phase` done. */
-  finished(workers, phase) {
-    return Promise.all(
-      workers.map(
-        (worker) =>
-          new Promise((resolve) => {
-            worker.on('message', function onMessage(message) {
-              if (message && message.done === phase) {
-                sync.count(message)
-                worker.off('message', onMessage)
-                resolve()
-              }
-            })
-          }),
-      ),
-    )
+  finished(phase) {
+    return sync.reach(DONE + PHASES[phase], WORKERS)
   },
   /** Worker: resolves when the primary starts `phase`. */
   startOf(phase) {
-    return new Promise((resolve) => {
-      process.on('message', function onMessage(message) {
-        if (message && message.go === phase) {
-          process.off('message', onMessage)
-          resolve()
-        }
-      })
-    })
+    return sync.reach(PHASE, PHASES[phase])
   },
   /** Worker: reports `phase` done. */
   done(phase) {
-    process.send({ done: phase })
+    Atomics.add(sync.words, DONE + PHASES[phase], 1)
+    notify(sync.words, DONE + PHASES[phase])
   },
 }
 // ---------------------------------------------------------------------------
 
 async function runWorker() {
   const index = Number(process.env.DEMO_WORKER)
-  const started = sync.startOf('fill')
   const shm = SharedMemory.open(process.env.DEMO_SEGMENT, 0) // 0: the segment's own size
   const view = shm.attach()
+  sync.use(view)
 
-  await started
+  await sync.startOf('fill')
   const mine = sliceWords(view, index)
   for (let k = 0; k < mine.length; k += 1) mine[k] = expected(index, k)
-  const verifying = sync.startOf('verify')
   sync.done('fill')
 
-  await verifying
+  await sync.startOf('verify')
   for (let slice = 0; slice < WORKERS; slice += 1) {
     if (slice !== index) check(sliceWords(view, slice), slice, reportWords(view, index, slice))
   }
-  const exiting = sync.startOf('exit')
   sync.done('verify')
 
-  await exiting
+  await sync.startOf('exit')
   shm.close() // detaches `view`
   process.disconnect() // nothing left to do: the worker exits with code 0
 }
@@ -138,6 +129,8 @@ function exited(worker) {
 async function runPrimary() {
   const name = `named-shm-demo-${process.pid}`
   const shm = SharedMemory.open(name, SIZE, { create: true, exclusive: true })
+  const syncView = shm.attach()
+  sync.use(syncView)
   const workers = []
   const timer = setTimeout(() => {
     console.error(`timed out after ${TIMEOUT_MS} ms`)
@@ -157,10 +150,10 @@ async function runPrimary() {
     early.catch(() => {}) // reported through step()
     const step = (promise) => Promise.race([promise, early.then(() => promise)])
 
-    sync.start(workers, 'fill')
-    await step(sync.finished(workers, 'fill'))
-    sync.start(workers, 'verify')
-    await step(sync.finished(workers, 'verify'))
+    sync.start('fill')
+    await step(sync.finished('fill'))
+    sync.start('verify')
+    await step(sync.finished('verify'))
 
     const view = shm.attach()
     let good = true
@@ -184,7 +177,7 @@ async function runPrimary() {
     shm.detach(view)
 
     running = false
-    sync.start(workers, 'exit')
+    sync.start('exit')
     const codes = await Promise.all(exits)
     const clean = codes.every(({ code, signal }) => code === 0 && signal === null)
 
@@ -192,7 +185,7 @@ async function runPrimary() {
     const readAcross = WORKERS * (WORKERS - 1) * SLICE
     console.log('bytes moved:')
     console.log(`  through shared memory: ${mib(written)} written, ${mib(readAcross)} read by other workers (${written + readAcross} bytes), none copied`)
-    console.log(`  through IPC: ${sync.ipcMessages} messages, ${sync.ipcBytes} bytes (synchronisation only)`)
+    console.log(`  through IPC: nothing; phases were signalled with wait/notify on words of the segment (${sync.notifications} starts, ${2 * WORKERS} done reports)`)
     console.log(`workers exited: ${codes.map(({ code, signal }) => signal ?? code).join(', ')}`)
     if (!good || !clean) throw new Error('verification failed')
   } finally {

@@ -11,6 +11,8 @@ export type LibraryErrorCode =
   | 'ERR_SHM_SIZE'
   | 'ERR_SHM_READ_ONLY'
   | 'ERR_SHM_EXTERNAL_BUFFERS'
+  | 'ERR_SHM_NOT_OWNER'
+  | 'ERR_SHM_DEADLOCK'
 
 /** An error from this package: `code` always; `errno` and `syscall` when the OS refused. */
 export interface SharedMemoryError extends Error {

@@ -13,3 +13,5 @@ export {
   deleteSharedMemory,
 } from './nspr'
 export type { SharedMemoryError, LibraryErrorCode } from './errors'
+export { wait, waitAsync, notify, SharedMutex } from './sync'
+export type { WaitResult, LockResult, TryLockResult, WaitOptions, AsyncWaitOptions, SharedMutexOptions } from './sync'

@@ -42,6 +42,11 @@ pub enum Error {
   InvalidArgument(String),
   /// A write through a read-only handle (`ERR_SHM_READ_ONLY`).
   ReadOnly,
+  /// `SharedMutex::unlock` by a thread that does not hold it (`ERR_SHM_NOT_OWNER`).
+  NotOwner,
+  /// A blocking `SharedMutex::lock` by the thread that holds it, which
+  /// would wait forever (`ERR_SHM_DEADLOCK`).
+  Deadlock,
 }
 
 impl Error {
@@ -52,6 +57,8 @@ impl Error {
       Error::InvalidName { .. } | Error::InvalidArgument(_) => "ERR_INVALID_ARG_VALUE",
       Error::Size { .. } => "ERR_SHM_SIZE",
       Error::ReadOnly => "ERR_SHM_READ_ONLY",
+      Error::NotOwner => "ERR_SHM_NOT_OWNER",
+      Error::Deadlock => "ERR_SHM_DEADLOCK",
     }
   }
 
@@ -151,6 +158,10 @@ impl fmt::Display for Error {
       }
       Error::InvalidArgument(message) => f.write_str(message),
       Error::ReadOnly => f.write_str("The segment was opened read-only"),
+      Error::NotOwner => f.write_str("The mutex is not held by this thread"),
+      Error::Deadlock => f.write_str(
+        "The mutex is already held by this thread; a blocking lock() would wait forever",
+      ),
     }
   }
 }

@@ -13,6 +13,10 @@
 //! # Ok::<(), named_shm_core::Error>(())
 //! ```
 //!
+//! Cross-process synchronization on segment words (SPEC §5) is in `sync`
+//! (`wait`, `notify`), `mutex` (`SharedMutex`) and [`waiter`] (waits that
+//! end on a thread of their own, for `waitAsync` and `lockAsync`).
+//!
 //! The OS work lives in `os/`, one backend per system behind one private
 //! interface; everything that can be decided without the OS (names, error
 //! codes, size rules) is plain code tested on every platform.
@@ -22,11 +26,16 @@
 
 mod error;
 mod mapping;
+mod mutex;
 mod name;
 mod os;
 mod segment;
+mod sync;
+pub mod waiter;
 
 pub use error::{Error, Result};
-pub use mapping::{Access, Mapping};
+pub use mapping::{Access, Mapping, Pinned};
+pub use mutex::{LockOutcome, Owner, SharedMutex, MUTEX_BYTES};
 pub use name::{Name, Namespace, Platform, MAX_NAME_BYTES};
 pub use segment::{OpenOptions, Segment, MAX_SIZE};
+pub use sync::{notify, wait, SharedWord, WaitOutcome};

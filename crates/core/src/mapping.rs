@@ -1,8 +1,8 @@
 //! One attachment of a segment: a range of this process's address space.
 
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::error::{Error, Result};
 use crate::os;
@@ -22,22 +22,36 @@ pub enum Access {
   CopyOnWrite,
 }
 
+/// `Mapping::state`: [`Mapping::unmap`] has been called.
+const RETIRED: usize = 1;
+/// `Mapping::state`: the OS mapping is gone.
+const RELEASED: usize = 2;
+/// `Mapping::state`: one [`Pinned`] (the count lives above the two flags).
+const PIN: usize = 4;
+
 /// A mapped range of a segment, unmapped on drop.
 ///
 /// `Send + Sync`: it is plain memory shared with other processes anyway; the
 /// owner decides when nothing can reach it any more and calls
 /// [`Mapping::unmap`] or drops it.
+///
+/// Another thread that must read the memory while the owner may unmap it (a
+/// waiter thread of `waitAsync`) holds a [`Pinned`]: `unmap` then only
+/// retires the mapping (no new pins, [`Mapping::as_ptr`] is null) and the
+/// last pin to go unmaps it. So no thread ever touches unmapped memory.
 #[derive(Debug)]
 pub struct Mapping {
-  ptr: AtomicPtr<u8>,
+  base: *mut u8,
   len: usize,
   access: Access,
+  /// `RETIRED | RELEASED` flags plus `PIN` times the number of pins.
+  state: AtomicUsize,
 }
 
 // SAFETY: the mapping is a range of shared memory with no thread affinity; all
 // access goes through raw pointers whose validity `unmap`'s contract governs.
 unsafe impl Send for Mapping {}
-// SAFETY: as above; `ptr` is atomic so `unmap` through `&self` is race-free.
+// SAFETY: as above; `state` is atomic so `unmap` through `&self` is race-free.
 unsafe impl Sync for Mapping {}
 
 /// `(start, len)` of every live mapping in this process. Two mappings of one
@@ -64,15 +78,20 @@ impl Mapping {
   pub(crate) fn new(ptr: *mut u8, len: usize, access: Access) -> Mapping {
     live().push((ptr as usize, len));
     Mapping {
-      ptr: AtomicPtr::new(ptr),
+      base: ptr,
       len,
       access,
+      state: AtomicUsize::new(0),
     }
   }
 
-  /// The first byte, page-aligned; null once unmapped.
+  /// The first byte, page-aligned; null once unmapped (retired).
   pub fn as_ptr(&self) -> *mut u8 {
-    self.ptr.load(Ordering::Acquire)
+    if self.state.load(Ordering::Acquire) & RETIRED != 0 {
+      ptr::null_mut()
+    } else {
+      self.base
+    }
   }
 
   /// Length in bytes, as asked for (the OS rounds the mapping up to a page).
@@ -90,9 +109,34 @@ impl Mapping {
     self.access
   }
 
-  /// Whether [`Mapping::unmap`] has run.
+  /// Whether [`Mapping::unmap`] has run (the OS mapping may outlive it
+  /// while pinned, but nothing new can reach it).
   pub fn is_unmapped(&self) -> bool {
     self.as_ptr().is_null()
+  }
+
+  /// Keeps the memory mapped until the returned guard drops, so that another
+  /// thread may read it; `None` once [`Mapping::unmap`] has run.
+  pub fn pin(self: &Arc<Self>) -> Option<Pinned> {
+    let mut state = self.state.load(Ordering::Acquire);
+    loop {
+      if state & RETIRED != 0 {
+        return None;
+      }
+      match self.state.compare_exchange_weak(
+        state,
+        state + PIN,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+      ) {
+        Ok(_) => {
+          return Some(Pinned {
+            mapping: Arc::clone(self),
+          })
+        }
+        Err(now) => state = now,
+      }
+    }
   }
 
   /// Whether `[addr, addr + len)` lies inside this live mapping.
@@ -184,23 +228,72 @@ impl Mapping {
     Ok(unsafe { base.add(offset) })
   }
 
-  /// Unmaps now. Later calls, and the drop, do nothing.
+  /// Unmaps now, or when the last [`Pinned`] drops. Later calls, and the
+  /// drop, do nothing.
   ///
   /// # Safety
   /// Nothing may use memory from [`Mapping::as_ptr`] afterwards: callers
   /// first make every view of it unreachable (the binding detaches the
-  /// JavaScript `ArrayBuffer`).
+  /// JavaScript `ArrayBuffer`). Pins stay valid until they drop.
   pub unsafe fn unmap(&self) {
-    let ptr = self.ptr.swap(ptr::null_mut(), Ordering::AcqRel);
-    if !ptr.is_null() {
+    let before = self.state.fetch_or(RETIRED, Ordering::AcqRel);
+    if before & RETIRED == 0 && before < PIN {
+      self.release();
+    }
+  }
+
+  /// Unmaps for real, once: reached by whichever of `unmap` and the last
+  /// pin's drop comes second.
+  fn release(&self) {
+    if self.state.fetch_or(RELEASED, Ordering::AcqRel) & RELEASED == 0 {
       let mut live = live();
-      if let Some(index) = live.iter().position(|&(start, _)| start == ptr as usize) {
+      if let Some(index) = live
+        .iter()
+        .position(|&(start, _)| start == self.base as usize)
+      {
         live.swap_remove(index);
       }
       drop(live);
-      // SAFETY: `ptr`/`len` came from `os::map` and were unmapped by no one:
-      // the swap hands them to exactly one caller.
-      unsafe { os::unmap(ptr, self.len) };
+      // SAFETY: `base`/`len` came from `os::map`; the RELEASED flag hands
+      // them to exactly one caller, after retirement and with no pin left.
+      unsafe { os::unmap(self.base, self.len) };
+    }
+  }
+}
+
+/// A hold on a [`Mapping`] that keeps its memory mapped (see [`Mapping::pin`]).
+#[derive(Debug)]
+pub struct Pinned {
+  mapping: Arc<Mapping>,
+}
+
+impl Pinned {
+  /// The first byte; valid for [`Pinned::len`] bytes while this guard lives.
+  pub fn as_ptr(&self) -> *mut u8 {
+    self.mapping.base
+  }
+
+  /// Length in bytes.
+  pub fn len(&self) -> usize {
+    self.mapping.len
+  }
+
+  /// Whether the mapping has no bytes (never true for a live mapping).
+  pub fn is_empty(&self) -> bool {
+    self.mapping.len == 0
+  }
+
+  /// The mapping held.
+  pub fn mapping(&self) -> &Arc<Mapping> {
+    &self.mapping
+  }
+}
+
+impl Drop for Pinned {
+  fn drop(&mut self) {
+    let before = self.mapping.state.fetch_sub(PIN, Ordering::AcqRel);
+    if before & RETIRED != 0 && before < 2 * PIN {
+      self.mapping.release();
     }
   }
 }

@@ -106,7 +106,11 @@ impl Segment {
         other => return other,
       }
     }
-    Err(last.unwrap_or_else(|| unreachable!()).for_name(name.os_name()))
+    Err(
+      last
+        .unwrap_or_else(|| unreachable!())
+        .for_name(name.os_name()),
+    )
   }
 
   fn create_new(name: &Name, size: u64, options: &OpenOptions) -> Result<Segment> {

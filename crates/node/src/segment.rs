@@ -160,13 +160,22 @@ impl NativeSegment {
       Access::ReadWrite
     };
     let mapping = segment.map(access).map_err(|e| throw_core(&env, &e))?;
+    // A copy-on-write view waits and notifies through a shared alias (see views.rs).
+    let alias = match access {
+      Access::CopyOnWrite => Some(
+        segment
+          .map(Access::ReadOnly)
+          .map_err(|e| throw_core(&env, &e))?,
+      ),
+      _ => None,
+    };
     // Pruning walks every view: do it each time the list doubles, so that
     // attach stays O(1) amortized with thousands of live views.
     if self.views.len() >= self.prune_at {
       self.prune(&env);
       self.prune_at = (self.views.len() * 2).max(PRUNE_MIN);
     }
-    let (view, buffer) = View::new(&env, mapping)?;
+    let (view, buffer) = View::new(&env, mapping, alias)?;
     // A key still held by a collected view is stale: the kernel could only
     // hand out this address again after that view's memory was unmapped.
     if let Some(stale) = self.views.insert(view.address(), view) {

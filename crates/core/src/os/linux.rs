@@ -201,6 +201,203 @@ pub(crate) fn unlink(os_name: &str) -> Result<()> {
   fs::unlink(path_of(os_name)).map_err(os_error("shm_unlink"))
 }
 
+// ---- Waiting on a word (futex(2), futex_waitv(2)) ----
+//
+// No FUTEX_PRIVATE_FLAG: a shared futex is keyed by the file and offset
+// behind the address, so waiters in every process that maps the segment meet
+// on it.
+
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+use rustix::thread::futex;
+use rustix::time::{clock_gettime, ClockId, Timespec};
+
+use super::{Liveness, Wake, WakeAny};
+
+fn timespec(duration: Duration) -> Timespec {
+  Timespec {
+    tv_sec: i64::try_from(duration.as_secs()).unwrap_or(i64::MAX),
+    tv_nsec: duration.subsec_nanos().into(),
+  }
+}
+
+/// Sleeps while `word` holds `expected`, at most `timeout` (FUTEX_WAIT).
+pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Result<Wake> {
+  let timeout = timeout.map(timespec);
+  match futex::wait(word, futex::Flags::empty(), expected, timeout.as_ref()) {
+    Ok(()) => Ok(Wake::Woken),
+    Err(Errno::AGAIN) => Ok(Wake::Changed),
+    Err(Errno::TIMEDOUT) => Ok(Wake::TimedOut),
+    Err(Errno::INTR) => Ok(Wake::Interrupted),
+    Err(errno) => Err(os_error("futex")(errno)),
+  }
+}
+
+/// Wakes up to `count` waiters on `word`; returns how many (FUTEX_WAKE).
+pub(crate) fn wake(word: &AtomicU32, count: u32) -> Result<usize> {
+  // The kernel takes the count as an int.
+  let count = count.min(i32::MAX as u32);
+  futex::wake(word, futex::Flags::empty(), count).map_err(os_error("futex"))
+}
+
+/// How many words one [`wait_any`] call watches, the control word included
+/// (FUTEX_WAITV_MAX).
+pub(crate) const WAIT_ANY_MAX: usize = 128;
+
+/// Sleeps until any word changes or is woken (futex_waitv(2), Linux 5.16):
+/// `control` is a private word of this process, `words` are segment words.
+/// `Woken(0)` is the control word, `Woken(i + 1)` is `words[i]`.
+pub(crate) fn wait_any(
+  control: (&AtomicU32, u32),
+  words: &[(&AtomicU32, u32)],
+  timeout: Option<Duration>,
+) -> Result<WakeAny> {
+  let mut waits = Vec::with_capacity(words.len() + 1);
+  let entry = |word: &AtomicU32, value: u32, flags: futex::WaitFlags| {
+    let mut wait = futex::Wait::new();
+    wait.val = value.into();
+    wait.uaddr = futex::WaitPtr::new(word.as_ptr().cast());
+    wait.flags = flags;
+    wait
+  };
+  // The control word is shared too (no FUTEX2_PRIVATE): `wake` wakes it,
+  // and a shared wake does not meet a private wait.
+  waits.push(entry(control.0, control.1, futex::WaitFlags::SIZE_U32));
+  for (word, value) in words {
+    waits.push(entry(word, *value, futex::WaitFlags::SIZE_U32));
+  }
+  // futex_waitv takes an absolute deadline.
+  let deadline = timeout.map(|timeout| {
+    let now = clock_gettime(ClockId::Monotonic);
+    let now = Duration::new(now.tv_sec as u64, now.tv_nsec as u32);
+    timespec(now.saturating_add(timeout))
+  });
+  match futex::waitv(
+    &waits,
+    futex::WaitvFlags::empty(),
+    deadline.as_ref(),
+    ClockId::Monotonic,
+  ) {
+    Ok(index) => Ok(WakeAny::Woken(index)),
+    Err(Errno::AGAIN) => Ok(WakeAny::Changed),
+    Err(Errno::TIMEDOUT) => Ok(WakeAny::TimedOut),
+    Err(Errno::INTR) => Ok(WakeAny::Interrupted),
+    // Before Linux 5.16, or filtered by a seccomp policy.
+    Err(Errno::NOSYS | Errno::PERM) => Ok(WakeAny::Unsupported),
+    Err(errno) => Err(os_error("futex_waitv")(errno)),
+  }
+}
+
+/// CPUs online in the system, whatever this process's affinity: a process
+/// pinned to one CPU can still meet a partner spinning on another.
+pub(crate) fn cpu_count() -> usize {
+  let parse = |text: &str| -> Option<usize> {
+    // "0-3,8-11": ranges and single CPUs.
+    text.trim().split(',').try_fold(0, |count, part| {
+      let mut ends = part.split('-').map(|n| n.parse::<usize>().ok());
+      match (ends.next().flatten(), ends.next()) {
+        (Some(_), None) => Some(count + 1),
+        (Some(first), Some(Some(last))) if last >= first => Some(count + last - first + 1),
+        _ => None,
+      }
+    })
+  };
+  std::fs::read_to_string("/sys/devices/system/cpu/online")
+    .ok()
+    .and_then(|text| parse(&text))
+    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+// ---- Who holds a lock, and is it still alive? ----
+//
+// A lock owner is a thread: its id (tid) plus a stamp that tells a later
+// thread with the same recycled id apart. The stamp's top 12 bits come from
+// the PID namespace (ids from another namespace cannot be checked here) and
+// its low 20 bits from the thread's start time in clock ticks.
+
+const NAMESPACE_BITS: u32 = 12;
+const START_MASK: u32 = (1 << (32 - NAMESPACE_BITS)) - 1;
+
+/// A tag of this process's PID namespace (the inode of /proc/self/ns/pid).
+fn namespace_tag() -> u32 {
+  static TAG: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+  *TAG.get_or_init(|| match fs::stat("/proc/self/ns/pid") {
+    Ok(stat) => {
+      let inode = stat.st_ino;
+      let folded = (inode ^ (inode >> 12) ^ (inode >> 24) ^ (inode >> 36)) as u32;
+      (folded & ((1 << NAMESPACE_BITS) - 1)) << (32 - NAMESPACE_BITS)
+    }
+    Err(_) => 0,
+  })
+}
+
+/// State letter and start time (clock ticks since boot) of thread `tid`
+/// from /proc/<tid>/stat (proc_pid_stat(5): fields 3 and 22).
+fn thread_stat(tid: u32) -> std::result::Result<(u8, u64), Errno> {
+  let fd = fs::open(
+    format!("/proc/{tid}/stat"),
+    OFlags::RDONLY | OFlags::CLOEXEC,
+    Mode::empty(),
+  )?;
+  let mut buffer = [0u8; 512];
+  let mut filled = 0;
+  while filled < buffer.len() {
+    match rustix::io::read(&fd, &mut buffer[filled..]) {
+      Ok(0) => break,
+      Ok(n) => filled += n,
+      Err(Errno::INTR) => continue,
+      Err(errno) => return Err(errno),
+    }
+  }
+  let text = &buffer[..filled];
+  // The command name (field 2) may hold spaces and parentheses: the fields
+  // we want come after its last ')'.
+  let close = text.iter().rposition(|&b| b == b')').ok_or(Errno::INVAL)?;
+  let rest = std::str::from_utf8(&text[close + 1..]).map_err(|_| Errno::INVAL)?;
+  let mut fields = rest.split_ascii_whitespace();
+  let state = fields.next().and_then(|f| f.bytes().next());
+  let start = fields.nth(18).and_then(|f| f.parse::<u64>().ok());
+  match (state, start) {
+    (Some(state), Some(start)) => Ok((state, start)),
+    _ => Err(Errno::INVAL),
+  }
+}
+
+/// This thread's id and stamp. Cheap enough, but callers cache it.
+pub(crate) fn thread_identity() -> (u32, u32) {
+  let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+  let start = thread_stat(tid).map_or(0, |(_, start)| start as u32 & START_MASK);
+  (tid, namespace_tag() | start)
+}
+
+/// Whether the thread `(id, stamp)` still runs.
+pub(crate) fn liveness(id: u32, stamp: u32) -> Liveness {
+  let namespace_mask = !START_MASK;
+  if stamp & namespace_mask != namespace_tag() {
+    // The owner lives in another PID namespace: its id means nothing here.
+    return Liveness::Unknown;
+  }
+  match thread_stat(id) {
+    // A zombie ('Z') or dead ('X') task is no longer running anything.
+    Ok((b'Z' | b'X', _)) => Liveness::Dead,
+    Ok((_, start)) if start as u32 & START_MASK == stamp & START_MASK => Liveness::Alive,
+    // The id was recycled by a thread that started later.
+    Ok(_) => Liveness::Dead,
+    Err(Errno::NOENT | Errno::SRCH) => Liveness::Dead,
+    // No /proc, or hidden (hidepid): ask the kernel whether the id exists.
+    Err(_) => {
+      let Some(pid) = rustix::process::Pid::from_raw(id as i32) else {
+        return Liveness::Unknown;
+      };
+      match rustix::process::test_kill_process(pid) {
+        Err(Errno::SRCH) => Liveness::Dead,
+        _ => Liveness::Alive,
+      }
+    }
+  }
+}
+
 #[cfg(test)]
 mod tests {
   use super::*;

@@ -45,3 +45,223 @@ pub(crate) fn create(os_name: &str, size: u64, mode: u32, _reserve: bool) -> Res
 pub(crate) fn unlink(os_name: &str) -> Result<()> {
   shm::unlink(os_name).map_err(os_error("shm_unlink"))
 }
+
+// ---- Waiting on a word ----
+//
+// macOS 14.4+ has a public, shared-memory aware futex:
+// `os_sync_wait_on_address` with `OS_SYNC_WAIT_ON_ADDRESS_SHARED`. It is
+// looked up at run time so that one binary also runs on older systems, which
+// get the private but long-stable `__ulock_wait` with
+// `UL_COMPARE_AND_WAIT_SHARED` (the call libc++ and Chromium use).
+
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::sync::atomic::AtomicU32;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use rustix::io::Errno;
+
+use super::{Liveness, Wake, WakeAny};
+
+const OS_SYNC_WAIT_ON_ADDRESS_SHARED: u32 = 0x1;
+const OS_SYNC_WAKE_BY_ADDRESS_SHARED: u32 = 0x1;
+const OS_CLOCK_MACH_ABSOLUTE_TIME: u32 = 32;
+const UL_COMPARE_AND_WAIT_SHARED: u32 = 3;
+const ULF_WAKE_ALL: u32 = 0x0000_0100;
+const ULF_NO_ERRNO: u32 = 0x0100_0000;
+/// dlfcn.h: `RTLD_DEFAULT` is `((void *) -2)` on Darwin.
+const RTLD_DEFAULT: *mut c_void = -2isize as *mut c_void;
+
+extern "C" {
+  fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
+  fn __ulock_wait(operation: u32, addr: *mut c_void, value: u64, timeout_us: u32) -> c_int;
+  fn __ulock_wake(operation: u32, addr: *mut c_void, wake_value: u64) -> c_int;
+  fn pthread_threadid_np(thread: *mut c_void, id: *mut u64) -> c_int;
+}
+
+type WaitFn = unsafe extern "C" fn(*mut c_void, u64, usize, u32) -> c_int;
+type WaitTimeoutFn = unsafe extern "C" fn(*mut c_void, u64, usize, u32, u32, u64) -> c_int;
+type WakeFn = unsafe extern "C" fn(*mut c_void, usize, u32) -> c_int;
+
+/// The `os_sync_*` functions, when this macOS has them.
+struct OsSync {
+  wait: WaitFn,
+  wait_with_timeout: WaitTimeoutFn,
+  wake_any: WakeFn,
+  wake_all: WakeFn,
+}
+
+fn os_sync() -> Option<&'static OsSync> {
+  static API: OnceLock<Option<OsSync>> = OnceLock::new();
+  API
+    .get_or_init(|| {
+      let find = |name: &CStr| {
+        // SAFETY: `name` is NUL-terminated; RTLD_DEFAULT searches every image.
+        unsafe { dlsym(RTLD_DEFAULT, name.as_ptr()) }
+      };
+      let wait = find(c"os_sync_wait_on_address");
+      let wait_with_timeout = find(c"os_sync_wait_on_address_with_timeout");
+      let wake_any = find(c"os_sync_wake_by_address_any");
+      let wake_all = find(c"os_sync_wake_by_address_all");
+      if [wait, wait_with_timeout, wake_any, wake_all]
+        .iter()
+        .any(|f| f.is_null())
+      {
+        return None;
+      }
+      // SAFETY: the symbols have these C signatures (os/os_sync_wait_on_address.h).
+      unsafe {
+        Some(OsSync {
+          wait: std::mem::transmute::<*mut c_void, WaitFn>(wait),
+          wait_with_timeout: std::mem::transmute::<*mut c_void, WaitTimeoutFn>(wait_with_timeout),
+          wake_any: std::mem::transmute::<*mut c_void, WakeFn>(wake_any),
+          wake_all: std::mem::transmute::<*mut c_void, WakeFn>(wake_all),
+        })
+      }
+    })
+    .as_ref()
+}
+
+fn last_errno() -> Errno {
+  Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+}
+
+fn wake_status(errno: Errno) -> Result<Wake> {
+  match errno {
+    Errno::TIMEDOUT => Ok(Wake::TimedOut),
+    Errno::INTR | Errno::AGAIN => Ok(Wake::Interrupted),
+    errno => Err(os_error("os_sync_wait_on_address")(errno)),
+  }
+}
+
+/// Sleeps while `word` holds `expected`, at most `timeout`. The OS does not
+/// say whether it saw another value or was woken: both are `Woken`.
+pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Result<Wake> {
+  let addr = word.as_ptr().cast::<c_void>();
+  if timeout == Some(Duration::ZERO) {
+    return Ok(Wake::TimedOut);
+  }
+  if let Some(api) = os_sync() {
+    let flags = OS_SYNC_WAIT_ON_ADDRESS_SHARED;
+    // SAFETY: `addr` is a live, aligned 4-byte word (the caller holds it).
+    let status = unsafe {
+      match timeout {
+        None => (api.wait)(addr, expected.into(), 4, flags),
+        Some(timeout) => (api.wait_with_timeout)(
+          addr,
+          expected.into(),
+          4,
+          flags,
+          OS_CLOCK_MACH_ABSOLUTE_TIME,
+          u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX),
+        ),
+      }
+    };
+    return if status >= 0 {
+      Ok(Wake::Woken)
+    } else {
+      wake_status(last_errno())
+    };
+  }
+  // __ulock_wait takes microseconds in 32 bits, 0 meaning forever: longer
+  // waits end early as `Interrupted` and the caller waits again.
+  let (micros, capped) = match timeout {
+    None => (0, false),
+    Some(timeout) => {
+      let micros = timeout.as_micros().max(1);
+      (
+        u32::try_from(micros).unwrap_or(u32::MAX),
+        micros > u128::from(u32::MAX),
+      )
+    }
+  };
+  // SAFETY: as above.
+  let status = unsafe {
+    __ulock_wait(
+      UL_COMPARE_AND_WAIT_SHARED | ULF_NO_ERRNO,
+      addr,
+      expected.into(),
+      micros,
+    )
+  };
+  if status >= 0 {
+    Ok(Wake::Woken)
+  } else {
+    match wake_status(Errno::from_raw_os_error(-status)) {
+      Ok(Wake::TimedOut) if capped => Ok(Wake::Interrupted),
+      other => other,
+    }
+  }
+}
+
+/// Wakes up to `count` waiters on `word`. The OS tells only whether it woke
+/// someone, so this counts single wake-ups, and says 1 for "all".
+pub(crate) fn wake(word: &AtomicU32, count: u32) -> Result<usize> {
+  let addr = word.as_ptr().cast::<c_void>();
+  let wake_one = |all: bool| -> bool {
+    // SAFETY: `addr` is a live, aligned 4-byte word (the caller holds it).
+    unsafe {
+      match os_sync() {
+        Some(api) => {
+          let function = if all { api.wake_all } else { api.wake_any };
+          function(addr, 4, OS_SYNC_WAKE_BY_ADDRESS_SHARED) == 0
+        }
+        None => {
+          let all = if all { ULF_WAKE_ALL } else { 0 };
+          __ulock_wake(UL_COMPARE_AND_WAIT_SHARED | ULF_NO_ERRNO | all, addr, 0) >= 0
+        }
+      }
+    }
+  };
+  if count == u32::MAX {
+    return Ok(usize::from(wake_one(true)));
+  }
+  let mut woken = 0;
+  while woken < count as usize && wake_one(false) {
+    woken += 1;
+  }
+  Ok(woken)
+}
+
+/// macOS cannot wait on several words at once: `waitAsync` uses a thread per wait.
+pub(crate) const WAIT_ANY_MAX: usize = 0;
+
+/// Not available here (see [`WAIT_ANY_MAX`]).
+pub(crate) fn wait_any(
+  _control: (&AtomicU32, u32),
+  _words: &[(&AtomicU32, u32)],
+  _timeout: Option<Duration>,
+) -> Result<WakeAny> {
+  Ok(WakeAny::Unsupported)
+}
+
+/// CPUs this process may use.
+pub(crate) fn cpu_count() -> usize {
+  std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+// ---- Who holds a lock ----
+//
+// The owner is the process id plus the low half of the thread's 64-bit id.
+// Only the process can be checked (kill(pid, 0)): a dead worker thread of a
+// live process, or a recycled pid, is not detected here.
+
+/// This thread's id (the pid) and stamp (its thread id's low 32 bits).
+pub(crate) fn thread_identity() -> (u32, u32) {
+  let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
+  let mut thread = 0u64;
+  // SAFETY: a null thread means the calling thread; `thread` is writable.
+  unsafe { pthread_threadid_np(std::ptr::null_mut(), &mut thread) };
+  (pid, thread as u32)
+}
+
+/// Whether the process `id` still runs (the stamp cannot be checked here).
+pub(crate) fn liveness(id: u32, _stamp: u32) -> Liveness {
+  let Some(pid) = rustix::process::Pid::from_raw(id as i32) else {
+    return Liveness::Unknown;
+  };
+  match rustix::process::test_kill_process(pid) {
+    Err(Errno::SRCH) => Liveness::Dead,
+    _ => Liveness::Alive,
+  }
+}

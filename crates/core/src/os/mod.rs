@@ -3,7 +3,13 @@
 //! - `Handle`: an open segment (an `OwnedFd`, a `HANDLE`), closed on drop;
 //! - `open(os_name, read_only)`, `create(os_name, size, mode, reserve)`,
 //!   `reopen_read_only(&Handle, os_name)`, `size_of(&Handle)`, `unlink(os_name)`;
-//! - `map(&Handle, len, Access)` and `unmap(ptr, len)`.
+//! - `map(&Handle, len, Access)` and `unmap(ptr, len)`;
+//! - `wait(&AtomicU32, expected, timeout) -> Wake`, `wake(&AtomicU32, count)`,
+//!   `wait_any(control, words, timeout) -> WakeAny` with `WAIT_ANY_MAX` (0
+//!   where the OS cannot wait on several words at once);
+//! - `thread_identity() -> (id, stamp)` and `liveness(id, stamp)`: who owns a
+//!   `SharedMutex`, and whether that thread still runs;
+//! - `cpu_count()`: whether spinning can ever meet a partner.
 //!
 //! This is the one place that chooses a backend.
 
@@ -13,12 +19,17 @@ mod posix;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
-pub(crate) use linux::{create, open, reopen_read_only, unlink};
+pub(crate) use linux::{
+  cpu_count, create, liveness, open, reopen_read_only, thread_identity, unlink, wait, wait_any,
+  wake, WAIT_ANY_MAX,
+};
 
 #[cfg(all(unix, not(target_os = "linux")))]
 mod macos;
 #[cfg(all(unix, not(target_os = "linux")))]
-pub(crate) use macos::{create, open, unlink};
+pub(crate) use macos::{
+  cpu_count, create, liveness, open, thread_identity, unlink, wait, wait_any, wake, WAIT_ANY_MAX,
+};
 
 #[cfg(unix)]
 pub(crate) use posix::{map, size_of, unmap, Handle};
@@ -26,7 +37,49 @@ pub(crate) use posix::{map, size_of, unmap, Handle};
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]
-pub(crate) use windows::{create, map, open, size_of, unlink, unmap, Handle};
+pub(crate) use windows::{
+  cpu_count, create, liveness, map, open, size_of, thread_identity, unlink, unmap, wait, wait_any,
+  wake, Handle, WAIT_ANY_MAX,
+};
+
+/// How one `wait` ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wake {
+  /// Woken by a `wake` (or, rarely, spuriously).
+  Woken,
+  /// The word did not hold the expected value when the OS looked.
+  Changed,
+  /// The timeout passed.
+  TimedOut,
+  /// A signal, or the end of a slice of a longer wait: look again.
+  Interrupted,
+}
+
+/// How one `wait_any` ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WakeAny {
+  /// Word `i` was woken (0 is the control word).
+  Woken(usize),
+  /// Some word did not hold its expected value.
+  Changed,
+  /// The timeout passed.
+  TimedOut,
+  /// A signal: look again.
+  Interrupted,
+  /// This OS or kernel cannot wait on several words.
+  Unsupported,
+}
+
+/// Whether a lock owner still runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Liveness {
+  /// It runs (or cannot be shown not to).
+  Alive,
+  /// It is gone: the lock may be taken over.
+  Dead,
+  /// It cannot be checked from here (another PID namespace): assume alive.
+  Unknown,
+}
 
 /// A read-only handle on the segment `handle` was created as. Elsewhere than
 /// Linux there is no way to reopen the object itself, so open the name again.

@@ -136,3 +136,142 @@ pub(crate) unsafe fn unmap(ptr: *mut u8, _len: usize) {
 pub(crate) fn unlink(_os_name: &str) -> Result<()> {
   Ok(())
 }
+
+// ---- Waiting on a word ----
+//
+// WaitOnAddress wakes only threads of the same process, so it cannot carry a
+// wake-up from another process. The fallback is bounded polling: wait in
+// slices of `POLL_SLICE` with WaitOnAddress (so a notify from this process
+// still wakes at once) and look at the word after each slice. Another
+// process's notify is therefore seen within one slice, which the system
+// timer rounds up to its tick (about 1 to 16 ms).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use windows_sys::Win32::Foundation::{
+  ERROR_INVALID_PARAMETER, ERROR_TIMEOUT, FILETIME, STILL_ACTIVE,
+};
+use windows_sys::Win32::System::Threading::{
+  GetCurrentThread, GetCurrentThreadId, GetExitCodeThread, GetThreadTimes, OpenThread,
+  WaitOnAddress, WakeByAddressAll, WakeByAddressSingle, THREAD_QUERY_LIMITED_INFORMATION,
+};
+
+use super::{Liveness, Wake, WakeAny};
+
+const POLL_SLICE: Duration = Duration::from_millis(1);
+
+/// Sleeps while `word` holds `expected`, at most `timeout`, in slices.
+pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Result<Wake> {
+  let slice = timeout.map_or(POLL_SLICE, |timeout| timeout.min(POLL_SLICE));
+  let millis = u32::try_from(slice.as_millis()).unwrap_or(u32::MAX);
+  // SAFETY: `word` is a live, aligned 4-byte word (the caller holds it) and
+  // `expected` a local of the same size.
+  let woken = unsafe {
+    WaitOnAddress(
+      word.as_ptr().cast(),
+      (&expected as *const u32).cast(),
+      4,
+      millis,
+    )
+  };
+  if word.load(Ordering::SeqCst) != expected {
+    return Ok(Wake::Changed);
+  }
+  if woken != 0 {
+    return Ok(Wake::Woken);
+  }
+  // SAFETY: reads this thread's last-error value, set by WaitOnAddress.
+  let error = unsafe { windows_sys::Win32::Foundation::GetLastError() };
+  if error != ERROR_TIMEOUT {
+    return Err(windows_error(error, "WaitOnAddress"));
+  }
+  match timeout {
+    Some(timeout) if timeout <= slice => Ok(Wake::TimedOut),
+    _ => Ok(Wake::Interrupted),
+  }
+}
+
+/// Wakes waiters of this process on `word` (other processes poll). Windows
+/// does not say how many it woke: this returns 0.
+pub(crate) fn wake(word: &AtomicU32, count: u32) -> Result<usize> {
+  let addr = word.as_ptr().cast();
+  // Beyond a handful, waking one by one costs more than waking all.
+  if count > 64 {
+    // SAFETY: `addr` is a live word; waking nobody is harmless.
+    unsafe { WakeByAddressAll(addr) };
+  } else {
+    for _ in 0..count {
+      // SAFETY: as above.
+      unsafe { WakeByAddressSingle(addr) };
+    }
+  }
+  Ok(0)
+}
+
+/// Windows cannot wait on several words at once: `waitAsync` uses a thread per wait.
+pub(crate) const WAIT_ANY_MAX: usize = 0;
+
+/// Not available here (see [`WAIT_ANY_MAX`]).
+pub(crate) fn wait_any(
+  _control: (&AtomicU32, u32),
+  _words: &[(&AtomicU32, u32)],
+  _timeout: Option<Duration>,
+) -> Result<WakeAny> {
+  Ok(WakeAny::Unsupported)
+}
+
+/// CPUs this process may use.
+pub(crate) fn cpu_count() -> usize {
+  std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+// ---- Who holds a lock ----
+//
+// The owner is a thread id (they are system-wide on Windows) plus the low
+// half of the thread's creation time, which tells a recycled id apart.
+
+const ID_MASK: u32 = (1 << 30) - 1;
+
+fn creation_stamp(thread: HANDLE) -> Option<u32> {
+  let zero = FILETIME {
+    dwLowDateTime: 0,
+    dwHighDateTime: 0,
+  };
+  let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
+  // SAFETY: `thread` is a live handle with query access; the four out-pointers are valid.
+  let ok = unsafe { GetThreadTimes(thread, &mut created, &mut exited, &mut kernel, &mut user) };
+  (ok != 0).then_some(created.dwLowDateTime)
+}
+
+/// This thread's id and stamp.
+pub(crate) fn thread_identity() -> (u32, u32) {
+  // SAFETY: no arguments; GetCurrentThread returns a pseudo-handle that needs no closing.
+  let (id, thread) = unsafe { (GetCurrentThreadId(), GetCurrentThread()) };
+  (id & ID_MASK, creation_stamp(thread).unwrap_or(0))
+}
+
+/// Whether the thread `(id, stamp)` still runs.
+pub(crate) fn liveness(id: u32, stamp: u32) -> Liveness {
+  // SAFETY: opening a thread by id with query rights only.
+  let thread = unsafe { OpenThread(THREAD_QUERY_LIMITED_INFORMATION, 0, id) };
+  if thread.is_null() {
+    // SAFETY: reads this thread's last-error value, set by OpenThread.
+    return match unsafe { windows_sys::Win32::Foundation::GetLastError() } {
+      ERROR_INVALID_PARAMETER => Liveness::Dead,
+      // Access denied and the like: it exists.
+      _ => Liveness::Alive,
+    };
+  }
+  let handle = Handle(thread);
+  let mut code = 0u32;
+  // SAFETY: `handle.0` is a live thread handle; `code` is writable.
+  let queried = unsafe { GetExitCodeThread(handle.0, &mut code) } != 0;
+  if queried && code != STILL_ACTIVE as u32 {
+    return Liveness::Dead;
+  }
+  match creation_stamp(handle.0) {
+    Some(created) if created != stamp => Liveness::Dead,
+    _ => Liveness::Alive,
+  }
+}

@@ -1,0 +1,188 @@
+//! SPEC §5 for JavaScript, the asynchronous half: `waitAsync`,
+//! `lockAsync` and their cancellation (the synchronous calls are in hot.rs,
+//! finding words in words.rs). The facade (src/sync.ts) validates the
+//! arguments and turns the outcome codes into strings; this layer still
+//! checks every bound, so a caller that skips the facade cannot crash.
+//!
+//! Async outcomes travel back through one unreferenced threadsafe function
+//! per JavaScript thread (`initSync`): a pending `waitAsync` neither keeps
+//! the process alive nor occupies libuv's thread pool.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::time::Duration;
+
+use named_shm_core::waiter::{self, AsyncOutcome, Job, Request, Settle};
+use named_shm_core::{LockOutcome, Owner, SharedMutex, MUTEX_BYTES};
+use napi::bindgen_prelude::{FnArgs, Function, Unknown};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::{sys, Env, JsValue, Status};
+use napi_derive::napi;
+
+use crate::errors::{throw_code, throw_core, Kind};
+use crate::hot::{lock_code, NOT_EQUAL, OK, OWNER_DIED, TIMED_OUT};
+use crate::words::{mutex_word, read_only, shared_word, timeout};
+
+/// Outcome codes of async ends only (the others are in hot.rs).
+const DETACHED: u32 = 5;
+const CANCELLED: u32 = 6;
+const FAILED: u32 = 7;
+
+type Args = FnArgs<(f64, u32, String)>;
+type Callback = ThreadsafeFunction<Args, Unknown<'static>, Args, Status, false, true>;
+
+/// Delivers async outcomes to this JavaScript thread's callback.
+struct JsSettler {
+  callback: Callback,
+}
+
+impl Settle for JsSettler {
+  fn settle(&self, id: u64, outcome: AsyncOutcome) -> bool {
+    let (code, detail) = match outcome {
+      AsyncOutcome::Ok => (OK, String::new()),
+      AsyncOutcome::OwnerDied => (OWNER_DIED, String::new()),
+      AsyncOutcome::TimedOut => (TIMED_OUT, String::new()),
+      AsyncOutcome::Detached => (DETACHED, String::new()),
+      AsyncOutcome::Cancelled => (CANCELLED, String::new()),
+      AsyncOutcome::Failed(error) => (FAILED, format!("{}|{error}", error.code())),
+    };
+    let args = FnArgs::from((id as f64, code, detail));
+    // Once the environment is gone the call reports `Closing`: say so, so a
+    // lock taken for nobody is released.
+    self
+      .callback
+      .call(args, ThreadsafeFunctionCallMode::NonBlocking)
+      == Status::Ok
+  }
+}
+
+thread_local! {
+  static SETTLER: RefCell<Option<Arc<JsSettler>>> = const { RefCell::new(None) };
+}
+
+fn settler(env: &Env) -> napi::Result<Arc<dyn Settle>> {
+  SETTLER
+    .with(|settler| settler.borrow().clone())
+    .map(|settler| settler as Arc<dyn Settle>)
+    .ok_or_else(|| {
+      throw_code(
+        env,
+        Kind::Error,
+        "ERR_SHM_SYNC_INIT",
+        "initSync() was not called on this thread",
+      )
+    })
+}
+
+/// Registers `(id, outcome, detail)` as this thread's receiver of async
+/// outcomes (called once per thread by the facade).
+#[napi(ts_args_type = "callback: (id: number, outcome: number, detail: string) => void")]
+pub fn init_sync(callback: Function<'_, Args, Unknown<'static>>) -> napi::Result<()> {
+  let callback = callback
+    .build_threadsafe_function::<Args>()
+    .weak::<true>()
+    .callee_handled::<false>()
+    .build()?;
+  SETTLER.with(|settler| *settler.borrow_mut() = Some(Arc::new(JsSettler { callback })));
+  Ok(())
+}
+
+/// Whether this thread's pending async waits keep the event loop alive
+/// (the facade turns it on while a `{ ref: true }` wait is pending).
+#[napi]
+pub fn keep_alive(env: Env, on: bool) -> napi::Result<()> {
+  let Some(settler) = SETTLER.with(|settler| settler.borrow().clone()) else {
+    return Ok(());
+  };
+  let raw = settler.callback.raw();
+  // SAFETY: the threadsafe function was made in this thread's env, which is
+  // alive while JavaScript calls us.
+  let status = unsafe {
+    if on {
+      sys::napi_ref_threadsafe_function(env.raw(), raw)
+    } else {
+      sys::napi_unref_threadsafe_function(env.raw(), raw)
+    }
+  };
+  crate::errors::check(status)
+}
+
+/// Starts a `waitAsync`: a pending id (> 0), or `-1 - code` when it ends at
+/// once (`not-equal`, or `timed-out` for a zero timeout).
+#[napi(ts_args_type = "view: Int32Array, index: number, expected: number, timeoutMs: number")]
+pub fn wait_word_async(
+  env: Env,
+  view: Unknown<'_>,
+  index: f64,
+  expected: i32,
+  timeout_ms: f64,
+) -> napi::Result<f64> {
+  let word = shared_word(&env, view.value().value, index * 4.0, 4, true)?;
+  let timeout = timeout(&env, timeout_ms)?;
+  if word.word().load(std::sync::atomic::Ordering::SeqCst) != expected as u32 {
+    return Ok(-1.0 - f64::from(NOT_EQUAL));
+  }
+  if timeout == Some(Duration::ZERO) {
+    return Ok(-1.0 - f64::from(TIMED_OUT));
+  }
+  let request = Request {
+    word,
+    job: Job::Wait {
+      expected: expected as u32,
+    },
+    timeout,
+    settle: settler(&env)?,
+  };
+  let id = waiter::submit(request).map_err(|e| throw_core(&env, &e))?;
+  Ok(id as f64)
+}
+
+/// Ends a pending `waitAsync` or `lockAsync`; its outcome becomes `cancelled`.
+#[napi]
+pub fn cancel_wait(id: f64) {
+  waiter::cancel(id as u64);
+}
+
+/// How many `waitAsync`/`lockAsync` are pending in this process.
+#[napi]
+pub fn pending_waits() -> u32 {
+  u32::try_from(waiter::pending()).unwrap_or(u32::MAX)
+}
+
+/// Checks that a `SharedMutex` can live at `byteOffset` of `view` (throws
+/// the errors its methods would).
+#[napi(ts_args_type = "view: ArrayBufferView, byteOffset: number")]
+pub fn check_mutex(env: Env, view: Unknown<'_>, byte_offset: f64) -> napi::Result<()> {
+  mutex_word(&env, view.value().value, byte_offset).map(drop)
+}
+
+/// Starts a `lockAsync` for this thread: a pending id (> 0), or `-1 - code`
+/// when it ends at once (`ok`, `owner-died`, or `timed-out` for a zero timeout).
+#[napi(ts_args_type = "view: ArrayBufferView, byteOffset: number, timeoutMs: number")]
+pub fn lock_mutex_async(
+  env: Env,
+  view: Unknown<'_>,
+  byte_offset: f64,
+  timeout_ms: f64,
+) -> napi::Result<f64> {
+  let word = shared_word(&env, view.value().value, byte_offset, MUTEX_BYTES, false)?;
+  if !word.is_writable() {
+    return Err(read_only(&env));
+  }
+  let timeout = timeout(&env, timeout_ms)?;
+  match SharedMutex::new(word.pair()).try_lock() {
+    LockOutcome::Busy if timeout == Some(Duration::ZERO) => return Ok(-1.0 - f64::from(TIMED_OUT)),
+    LockOutcome::Busy => {}
+    outcome => return Ok(-1.0 - f64::from(lock_code(outcome))),
+  }
+  let request = Request {
+    word,
+    job: Job::Lock {
+      owner: Owner::current(),
+    },
+    timeout,
+    settle: settler(&env)?,
+  };
+  let id = waiter::submit(request).map_err(|e| throw_core(&env, &e))?;
+  Ok(id as f64)
+}

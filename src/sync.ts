@@ -1,0 +1,329 @@
+// Cross-process synchronization (SPEC §5): Atomics.wait/notify that reach
+// every process attached to a segment, an async wait that never blocks the
+// event loop, and a mutex that survives its owner's death.
+
+import { types } from 'node:util'
+
+import { cancelWait, checkMutex, initSync, keepAlive, lockMutexAsync, syncCalls, waitWordAsync } from '../binding'
+import { invalidArgType, libraryError, outOfRange, type LibraryErrorCode } from './errors'
+import { booleanOption, validateInteger, validateOptions } from './validate'
+
+/** How {@link wait} and {@link waitAsync} end, as `Atomics.wait` says it. */
+export type WaitResult = 'ok' | 'not-equal' | 'timed-out'
+/** How {@link SharedMutex.lock} and {@link SharedMutex.lockAsync} end. */
+export type LockResult = 'ok' | 'owner-died' | 'timed-out'
+/** How {@link SharedMutex.tryLock} ends. */
+export type TryLockResult = 'ok' | 'owner-died' | 'busy'
+
+/** Options of {@link wait}. */
+export interface WaitOptions {
+  /**
+   * Watch the word for a moment (2 to 100 µs, learned from recent waits)
+   * before sleeping, so that a partner
+   * that answers quickly costs no sleep and no wake-up latency. Default `true`.
+   */
+  spin?: boolean
+}
+
+/** Options of {@link waitAsync} and {@link SharedMutex.lockAsync}. */
+export interface AsyncWaitOptions {
+  /** Aborting it rejects the promise with an `AbortError` and ends the wait. */
+  signal?: AbortSignal
+  /**
+   * Keep the process alive while this wait is pending, as a pending timer
+   * does. Default `false`: like `Atomics.waitAsync` (and an unref'd timer),
+   * a pending wait alone does not keep Node running.
+   */
+  ref?: boolean
+}
+
+/** Options of {@link SharedMutex}. */
+export interface SharedMutexOptions {
+  /** Spin a moment (2 to 100 µs, learned) before sleeping in `lock()`. Default `true`. */
+  spin?: boolean
+}
+
+/** The synchronous calls, as plain Node-API functions (crates/node/src/hot.rs). */
+const native = syncCalls()
+
+// Outcome codes of the binding (crates/node/src/hot.rs, sync.rs).
+const OUTCOMES = ['ok', 'not-equal', 'timed-out', 'owner-died', 'busy'] as const
+const OK = 0
+const OWNER_DIED = 3
+const DETACHED = 5
+const CANCELLED = 6
+
+type Outcome = (typeof OUTCOMES)[number]
+
+interface Pending {
+  resolve(value: Outcome): void
+  reject(error: Error): void
+  /** Removes the abort listener, drops the keep-alive. */
+  done(): void
+}
+
+/** Promises waiting for the waiter threads, by request id. */
+const pending = new Map<number, Pending>()
+/**
+ * Requests whose promise was already rejected by an abort. The native side
+ * still reports each of them once; a lock that it took meanwhile is released.
+ */
+const abandoned = new Map<number, (() => void) | undefined>()
+let initialized = false
+/** Pending waits with `ref: true`; while any, the event loop stays alive. */
+let refs = 0
+
+function holdLoop(on: boolean): void {
+  refs += on ? 1 : -1
+  if (refs === (on ? 1 : 0)) keepAlive(on)
+}
+
+function settled(id: number, code: number, detail: string): void {
+  const waiter = pending.get(id)
+  if (waiter === undefined) {
+    const release = abandoned.get(id)
+    abandoned.delete(id)
+    if (release !== undefined && (code === OK || code === OWNER_DIED)) {
+      try {
+        release()
+      } catch {
+        // The view went away meanwhile: the lock went with it.
+      }
+    }
+    return
+  }
+  pending.delete(id)
+  waiter.done()
+  if (code < OUTCOMES.length) waiter.resolve(OUTCOMES[code])
+  else if (code === DETACHED) waiter.reject(libraryError('ERR_SHM_NOT_ATTACHED', 'The view was detached while waiting'))
+  else if (code === CANCELLED) waiter.reject(abortError(undefined))
+  else {
+    const [errorCode, message] = detail.split('|', 2)
+    waiter.reject(libraryError(errorCode as LibraryErrorCode, message ?? detail))
+  }
+}
+
+function ensureInitialized(): void {
+  if (initialized) return
+  initSync(settled)
+  initialized = true
+}
+
+function abortError(signal: AbortSignal | undefined): Error {
+  const error = new Error('The operation was aborted', { cause: signal?.reason })
+  error.name = 'AbortError'
+  Object.defineProperty(error, 'code', { value: 'ABORT_ERR', enumerable: true, writable: true, configurable: true })
+  return error
+}
+
+function validateInt32Array(view: unknown): asserts view is Int32Array {
+  // `instanceof` is the fast path; util.types also knows other realms' arrays.
+  if (!(view instanceof Int32Array) && !types.isInt32Array(view)) {
+    throw invalidArgType('view', 'an instance of Int32Array', view)
+  }
+}
+
+function validateTimeout(timeout: unknown): number {
+  if (timeout === undefined) return Infinity
+  if (typeof timeout !== 'number') throw invalidArgType('timeout', 'of type number', timeout)
+  if (Number.isNaN(timeout) || timeout < 0) {
+    throw outOfRange('timeout', '>= 0 milliseconds (Infinity: no limit)', timeout)
+  }
+  return timeout
+}
+
+/** An int32 or uint32 value, as `Atomics.wait` compares it (ToInt32). */
+function validateExpected(value: unknown): number {
+  if (typeof value !== 'number') throw invalidArgType('value', 'of type number', value)
+  if (!Number.isInteger(value) || value < -(2 ** 31) || value > 2 ** 32 - 1) {
+    throw outOfRange('value', 'an integer >= -2^31 and <= 2^32 - 1', value)
+  }
+  return value | 0
+}
+
+interface AsyncOptions {
+  signal: AbortSignal | undefined
+  ref: boolean
+}
+
+function validateAsyncOptions(options: unknown): AsyncOptions {
+  const given = validateOptions<AsyncWaitOptions>(options) as Record<string, unknown>
+  const ref = booleanOption(given, 'ref', false)
+  const signal = given.signal
+  if (signal === undefined) return { signal: undefined, ref }
+  if (!(signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an instance of AbortSignal', signal)
+  return { signal, ref }
+}
+
+/** Turns a binding start result (an id, or `-1 - code`) into a promise. */
+function track(started: number, options: AsyncOptions, release?: () => void): Promise<Outcome> {
+  if (started < 0) return Promise.resolve(OUTCOMES[-1 - started])
+  const { signal, ref } = options
+  if (ref) holdLoop(true)
+  return new Promise<Outcome>((resolve, reject) => {
+    const done = (): void => {
+      signal?.removeEventListener('abort', onAbort)
+      if (ref) holdLoop(false)
+    }
+    const onAbort = (): void => {
+      pending.delete(started)
+      done()
+      abandoned.set(started, release)
+      cancelWait(started)
+      reject(abortError(signal))
+    }
+    signal?.addEventListener('abort', onAbort, { once: true })
+    pending.set(started, { resolve, reject, done })
+  })
+}
+
+/**
+ * `Atomics.wait` across processes: blocks this thread while `view[index]`
+ * holds `value`. `view` is an Int32Array over an attached segment (any
+ * process attached to it can wake us with {@link notify}).
+ *
+ * Returns `'not-equal'` at once if the word does not hold `value`, `'ok'`
+ * when woken or when the word changes, `'timed-out'` after `timeout` ms.
+ *
+ * @param timeout Milliseconds (fractions allowed); `Infinity` (default): no limit.
+ * @throws `ERR_SHM_NOT_ATTACHED` when `view` is not over an attached segment;
+ *   `ERR_OUT_OF_RANGE` for an index outside it; argument errors.
+ */
+export function wait(view: Int32Array, index: number, value: number, timeout?: number, options?: WaitOptions): WaitResult {
+  validateInt32Array(view)
+  validateInteger(index, 'index')
+  const expected = validateExpected(value)
+  const ms = validateTimeout(timeout)
+  const spin = booleanOption(validateOptions<WaitOptions>(options) as Record<string, unknown>, 'spin', true)
+  return OUTCOMES[native.wait(view, index, expected, ms, spin)] as WaitResult
+}
+
+/**
+ * `Atomics.waitAsync` across processes: resolves when `view[index]` is
+ * notified or changes (`'ok'`), or after `timeout` ms (`'timed-out'`);
+ * `'not-equal'` at once if it does not hold `value`. It neither blocks the
+ * event loop nor takes a thread of libuv's pool: a waiter thread of this
+ * library sleeps on the word. A pending wait does not keep the process
+ * alive (like `Atomics.waitAsync`) unless `options.ref` is `true`.
+ *
+ * Rejects with an `AbortError` when `options.signal` aborts, and with
+ * `ERR_SHM_NOT_ATTACHED` if the view is detached meanwhile.
+ */
+export function waitAsync(
+  view: Int32Array,
+  index: number,
+  value: number,
+  timeout?: number,
+  options?: AsyncWaitOptions,
+): Promise<WaitResult> {
+  validateInt32Array(view)
+  validateInteger(index, 'index')
+  const expected = validateExpected(value)
+  const ms = validateTimeout(timeout)
+  const asyncOptions = validateAsyncOptions(options)
+  if (asyncOptions.signal?.aborted) return Promise.reject(abortError(asyncOptions.signal))
+  ensureInitialized()
+  return track(waitWordAsync(view, index, expected, ms), asyncOptions) as Promise<WaitResult>
+}
+
+/**
+ * `Atomics.notify` across processes: wakes up to `count` waiters (default:
+ * all) on `view[index]`, in every process attached to the segment. Change
+ * the word first: a waiter still spinning sees only changes.
+ *
+ * @returns how many the OS reports woken: exact on Linux; on macOS 1 for
+ *   "all" when someone woke; 0 on Windows, where other processes poll.
+ */
+export function notify(view: Int32Array, index: number, count?: number): number {
+  validateInt32Array(view)
+  validateInteger(index, 'index')
+  let n = Infinity
+  if (count !== undefined) {
+    if (typeof count !== 'number') throw invalidArgType('count', 'of type number', count)
+    if (count !== Infinity && (!Number.isInteger(count) || count < 0)) {
+      throw outOfRange('count', 'an integer >= 0 or Infinity', count)
+    }
+    n = count
+  }
+  return native.notify(view, index, n)
+}
+
+/**
+ * A mutex that lives in 8 bytes of a segment (zero: unlocked), shared by
+ * every process attached to it. If its owner dies holding it, the next
+ * locker gets `'owner-died'` instead of `'ok'` and holds the lock: it should
+ * repair the data the lock protects.
+ *
+ * The owner is a thread: `unlock()` must come from the thread that locked
+ * (async code on one thread shares it). Spins briefly before sleeping; an
+ * uncontended `lock()`/`unlock()` makes no system call.
+ *
+ * @example
+ * const mutex = new SharedMutex(view, 0)   // bytes 0..7 of the segment
+ * if (mutex.lock() === 'owner-died') repair()
+ * try { update() } finally { mutex.unlock() }
+ */
+export class SharedMutex {
+  /** Bytes a mutex takes in the segment. */
+  static readonly BYTES = 8
+
+  readonly #view: ArrayBufferView
+  readonly #byteOffset: number
+  readonly #spin: boolean
+
+  /**
+   * @param view A Buffer, TypedArray or DataView over an attached segment,
+   *   read-write.
+   * @param byteOffset Where the mutex starts in `view`; 8-byte aligned in
+   *   the segment.
+   * @throws `ERR_SHM_NOT_ATTACHED`, `ERR_SHM_READ_ONLY`, `ERR_OUT_OF_RANGE`,
+   *   `ERR_INVALID_ARG_VALUE` (misaligned), `ERR_INVALID_ARG_TYPE`.
+   */
+  constructor(view: ArrayBufferView, byteOffset = 0, options?: SharedMutexOptions) {
+    if (!ArrayBuffer.isView(view)) throw invalidArgType('view', 'a Buffer, TypedArray or DataView', view)
+    validateInteger(byteOffset, 'byteOffset')
+    this.#spin = booleanOption(validateOptions<SharedMutexOptions>(options) as Record<string, unknown>, 'spin', true)
+    checkMutex(view, byteOffset)
+    this.#view = view
+    this.#byteOffset = byteOffset
+  }
+
+  /**
+   * Locks, blocking this thread at most `timeout` ms (default: no limit).
+   * @throws `ERR_SHM_DEADLOCK` if this thread holds it already.
+   */
+  lock(timeout?: number): LockResult {
+    const ms = validateTimeout(timeout)
+    return OUTCOMES[native.lock(this.#view, this.#byteOffset, ms, this.#spin)] as LockResult
+  }
+
+  /**
+   * Locks without blocking the event loop: a waiter thread takes the lock for
+   * this thread. Resolves `'ok'`, `'owner-died'` or `'timed-out'`; rejects
+   * with an `AbortError` when `options.signal` aborts (a lock taken at that
+   * very moment is released).
+   */
+  lockAsync(timeout?: number, options?: AsyncWaitOptions): Promise<LockResult> {
+    const ms = validateTimeout(timeout)
+    const asyncOptions = validateAsyncOptions(options)
+    if (asyncOptions.signal?.aborted) return Promise.reject(abortError(asyncOptions.signal))
+    ensureInitialized()
+    const view = this.#view
+    const byteOffset = this.#byteOffset
+    const started = lockMutexAsync(view, byteOffset, ms)
+    return track(started, asyncOptions, () => native.unlock(view, byteOffset)) as Promise<LockResult>
+  }
+
+  /** Locks if free (or if its owner died); never waits: `'busy'` otherwise. */
+  tryLock(): TryLockResult {
+    return OUTCOMES[native.tryLock(this.#view, this.#byteOffset)] as TryLockResult
+  }
+
+  /**
+   * Unlocks, waking one waiter if any sleeps.
+   * @throws `ERR_SHM_NOT_OWNER` unless this thread holds the lock.
+   */
+  unlock(): void {
+    native.unlock(this.#view, this.#byteOffset)
+  }
+}
