@@ -5,6 +5,8 @@
 export type LibraryErrorCode =
   | 'ERR_INVALID_ARG_TYPE'
   | 'ERR_INVALID_ARG_VALUE'
+  | 'ERR_INVALID_THIS'
+  | 'ERR_ILLEGAL_CONSTRUCTOR'
   | 'ERR_OUT_OF_RANGE'
   | 'ERR_SHM_CLOSED'
   | 'ERR_SHM_NOT_ATTACHED'
@@ -68,4 +70,14 @@ export function outOfRange(argument: string, range: string, value: unknown): Ran
 
 export function libraryError(code: LibraryErrorCode, message: string): SharedMemoryError {
   return withCode(new Error(message), code)
+}
+
+/** A method called on something that is not a SharedMemory (Node's `ERR_INVALID_THIS`). */
+export function invalidThis(type: string): TypeError {
+  return withCode(new TypeError(`Value of "this" must be of type ${type}`), 'ERR_INVALID_THIS')
+}
+
+/** `new` on a class that only its factory may make (Node's `ERR_ILLEGAL_CONSTRUCTOR`). */
+export function illegalConstructor(hint: string): TypeError {
+  return withCode(new TypeError(`Illegal constructor: ${hint}`), 'ERR_ILLEGAL_CONSTRUCTOR')
 }

@@ -3,7 +3,7 @@
 import { kMaxLength } from 'node:buffer'
 
 import { NativeSegment, deleteSegment, osNameOf } from '../binding'
-import { invalidArgType, invalidArgValue, libraryError, outOfRange } from './errors'
+import { illegalConstructor, invalidArgType, invalidArgValue, invalidThis, libraryError, outOfRange } from './errors'
 import {
   booleanOption,
   bytesOf,
@@ -81,7 +81,7 @@ export class SharedMemory implements Disposable {
 
   /** @internal Use {@link SharedMemory.open}. */
   constructor(token: typeof construct, name: string, native: NativeSegment) {
-    if (token !== construct) throw new TypeError('Use SharedMemory.open() to open a segment')
+    if (token !== construct) throw illegalConstructor('use SharedMemory.open() to open a segment')
     this.name = name
     this.#native = native
     this.osName = native.osName
@@ -140,7 +140,7 @@ export class SharedMemory implements Disposable {
 
   /** Whether {@link SharedMemory.close} has run. */
   get closed(): boolean {
-    return this.#native.closed
+    return SharedMemory.#of(this).closed
   }
 
   /**
@@ -152,9 +152,10 @@ export class SharedMemory implements Disposable {
    *   `ERR_OUT_OF_RANGE` when `size` is more than a Buffer can hold.
    */
   attach(options?: AttachOptions): Buffer {
+    const native = SharedMemory.#of(this)
     const given = validateOptions<AttachOptions>(options) as Record<string, unknown>
     const readOnly = booleanOption(given, 'readOnly', this.readOnly)
-    this.#throwIfClosed()
+    SharedMemory.#throwIfClosed(native)
     if (this.size > kMaxLength) {
       throw outOfRange(
         'size',
@@ -162,7 +163,7 @@ export class SharedMemory implements Disposable {
         this.size,
       )
     }
-    return Buffer.from(this.#native.attach(readOnly))
+    return Buffer.from(native.attach(readOnly))
   }
 
   /**
@@ -172,8 +173,9 @@ export class SharedMemory implements Disposable {
    * @throws `ERR_SHM_NOT_ATTACHED` for any other buffer or one already detached.
    */
   detach(view: ArrayBufferView | ArrayBuffer): void {
+    const native = SharedMemory.#of(this)
     if (view instanceof ArrayBuffer) {
-      this.#native.detach(view)
+      native.detach(view)
       return
     }
     if (!ArrayBuffer.isView(view)) {
@@ -181,10 +183,10 @@ export class SharedMemory implements Disposable {
     }
     if (!(view.buffer instanceof ArrayBuffer)) {
       // A SharedArrayBuffer never comes from attach().
-      this.#throwIfClosed()
+      SharedMemory.#throwIfClosed(native)
       throw libraryError('ERR_SHM_NOT_ATTACHED', 'The view is not attached to this segment')
     }
-    this.#native.detach(view.buffer)
+    native.detach(view.buffer)
   }
 
   /**
@@ -194,6 +196,7 @@ export class SharedMemory implements Disposable {
    *   more than a Buffer can hold; `ENOMEM` when the copy cannot be allocated.
    */
   read(offset = 0, length?: number): Buffer {
+    const native = SharedMemory.#of(this)
     validateInteger(offset, 'offset', 0, this.size)
     if (length === undefined) length = this.size - offset
     else validateInteger(length, 'length', 0, this.size - offset)
@@ -201,7 +204,7 @@ export class SharedMemory implements Disposable {
     if (length > kMaxLength) {
       throw outOfRange('length', `at most buffer.constants.MAX_LENGTH (${kMaxLength}) bytes per read`, length)
     }
-    return this.#native.read(offset, length)
+    return native.read(offset, length)
   }
 
   /**
@@ -209,9 +212,10 @@ export class SharedMemory implements Disposable {
    * @returns the number of bytes copied.
    */
   readInto(target: ArrayBufferView, offset = 0): number {
+    const native = SharedMemory.#of(this)
     const bytes = bytesOf(target, 'target', 'a Buffer, TypedArray or DataView')
     validateInteger(offset, 'offset', 0, this.size)
-    return this.#native.readInto(bytes, offset)
+    return native.readInto(bytes, offset)
   }
 
   /**
@@ -220,18 +224,19 @@ export class SharedMemory implements Disposable {
    * @throws `ERR_SHM_READ_ONLY` on a read-only handle; `ERR_OUT_OF_RANGE` when it does not fit.
    */
   write(source: string | ArrayBufferView, offset = 0): number {
+    const native = SharedMemory.#of(this)
     const bytes =
       typeof source === 'string'
         ? Buffer.from(source, 'utf8')
         : bytesOf(source, 'source', 'of type string or a Buffer, TypedArray or DataView')
     validateInteger(offset, 'offset', 0, this.size)
-    if (this.readOnly && !this.closed) {
+    if (this.readOnly && !native.closed) {
       throw libraryError('ERR_SHM_READ_ONLY', `Segment '${this.osName}' was opened read-only`)
     }
     if (bytes.byteLength > this.size - offset) {
       throw outOfRange('source', `at most ${this.size - offset} bytes to fit at offset ${offset}`, `${bytes.byteLength} bytes`)
     }
-    return this.#native.write(bytes, offset)
+    return native.write(bytes, offset)
   }
 
   /**
@@ -239,21 +244,27 @@ export class SharedMemory implements Disposable {
    * releases the OS handle (`PR_CloseSharedMemory`). A second call does nothing.
    */
   close(): void {
-    this.#native.close()
+    SharedMemory.#of(this).close()
   }
 
   /** `using shm = SharedMemory.open(...)` closes it at the end of the block. */
   [Symbol.dispose](): void {
-    this.close()
+    SharedMemory.#of(this).close()
   }
 
-  #throwIfClosed(): void {
-    if (this.#native.closed) throw libraryError('ERR_SHM_CLOSED', 'The shared memory handle is closed')
+  static #throwIfClosed(native: NativeSegment): void {
+    if (native.closed) throw libraryError('ERR_SHM_CLOSED', 'The shared memory handle is closed')
   }
 
   /** @internal The binding object, for the sync module. */
   static nativeOf(shm: SharedMemory): NativeSegment {
-    return shm.#native
+    return SharedMemory.#of(shm)
+  }
+
+  /** The binding object behind `self`, checking that it is a SharedMemory. */
+  static #of(self: unknown): NativeSegment {
+    if (typeof self !== 'object' || self === null || !(#native in self)) throw invalidThis('SharedMemory')
+    return (self as SharedMemory).#native
   }
 }
 

@@ -74,6 +74,38 @@ fn in_some_mapping(addr: *const u8, len: usize) -> bool {
       .any(|&(start, size)| addr < start.saturating_add(size) && start < addr.saturating_add(len))
 }
 
+/// Copies `len` bytes from `src` to `dst`, as memmove would if it could see
+/// that two addresses are one memory.
+///
+/// Two mappings of one segment are two addresses for the same bytes. When
+/// either side lies in a mapping it may alias the other without the addresses
+/// overlapping, so the bytes go through a buffer of our own first. The
+/// compiler cannot see that aliasing either: given two copies through one
+/// buffer it may fuse them into one direct copy (release builds did, and
+/// corrupted overlapping copies), so `black_box` hides the buffer from it.
+///
+/// # Safety
+/// `src` is valid for reads and `dst` for writes of `len` bytes.
+unsafe fn copy_between(src: *const u8, dst: *mut u8, len: usize) -> Result<()> {
+  if !in_some_mapping(src, len) && !in_some_mapping(dst, len) {
+    // SAFETY: neither side is in a mapping, so at most one is (the mapping
+    // the caller checked) and they are distinct memory. Other processes may
+    // write meanwhile: shared memory gives no snapshot, as documented.
+    unsafe { ptr::copy(src, dst, len) };
+    return Ok(());
+  }
+  let mut staged: Vec<u8> = Vec::new();
+  staged
+    .try_reserve_exact(len)
+    .map_err(|_| Error::out_of_memory(len as u64))?;
+  // SAFETY: the caller's contract for `src`; `staged` has room for `len`.
+  unsafe { ptr::copy_nonoverlapping(src, staged.as_mut_ptr(), len) };
+  let staged_ptr = std::hint::black_box(staged.as_ptr());
+  // SAFETY: `staged_ptr` is the buffer just filled; `dst` is the caller's.
+  unsafe { ptr::copy_nonoverlapping(staged_ptr, dst, len) };
+  Ok(())
+}
+
 impl Mapping {
   pub(crate) fn new(ptr: *mut u8, len: usize, access: Access) -> Mapping {
     live().push((ptr as usize, len));
@@ -154,20 +186,23 @@ impl Mapping {
   /// # Errors
   /// [`Error::InvalidArgument`] when the range leaves the mapping or it is unmapped.
   pub fn read_at(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
-    let src = self.range(offset, dst.len())?;
-    if in_some_mapping(dst.as_ptr(), dst.len()) {
-      // `dst` may be these very bytes through another mapping: copy them out first.
-      let mut staged = vec![0u8; dst.len()];
-      // SAFETY: as below, into a buffer of our own.
-      unsafe { ptr::copy_nonoverlapping(src, staged.as_mut_ptr(), staged.len()) };
-      dst.copy_from_slice(&staged);
-      return Ok(());
-    }
-    // SAFETY: `range` checked that the bytes lie in the live mapping; `dst` is
-    // in no mapping, so it is distinct memory. Other processes may write
-    // meanwhile: shared memory gives no snapshot, as documented.
-    unsafe { ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), dst.len()) };
-    Ok(())
+    // SAFETY: `dst` is valid for writes of its length; a Rust slice cannot be
+    // a view of a segment without unsafe code of the caller's.
+    unsafe { self.copy_out(offset, dst.as_mut_ptr(), dst.len()) }
+  }
+
+  /// Copies `len` bytes starting at `offset` to `dst`, which may be a view of
+  /// this or another mapping (a JavaScript view of the same segment).
+  ///
+  /// # Safety
+  /// `dst` is valid for writes of `len` bytes for the whole call.
+  ///
+  /// # Errors
+  /// As [`Mapping::read_at`], and `ENOMEM` when a staging copy cannot be allocated.
+  pub unsafe fn copy_out(&self, offset: usize, dst: *mut u8, len: usize) -> Result<()> {
+    let src = self.range(offset, len)?;
+    // SAFETY: `range` checked the source; the caller vouches for `dst`.
+    unsafe { copy_between(src, dst, len) }
   }
 
   /// Copies `len` bytes starting at `offset` into a new vector.
@@ -196,22 +231,25 @@ impl Mapping {
   /// [`Error::ReadOnly`] for a read-only mapping, [`Error::InvalidArgument`]
   /// when the range leaves the mapping or it is unmapped.
   pub fn write_at(&self, offset: usize, src: &[u8]) -> Result<()> {
+    // SAFETY: `src` is valid for reads of its length.
+    unsafe { self.copy_in(offset, src.as_ptr(), src.len()) }
+  }
+
+  /// Copies `len` bytes from `src`, which may be a view of this or another
+  /// mapping, into the mapping at `offset`.
+  ///
+  /// # Safety
+  /// `src` is valid for reads of `len` bytes for the whole call.
+  ///
+  /// # Errors
+  /// As [`Mapping::write_at`], and `ENOMEM` when a staging copy cannot be allocated.
+  pub unsafe fn copy_in(&self, offset: usize, src: *const u8, len: usize) -> Result<()> {
     if self.access != Access::ReadWrite {
       return Err(Error::ReadOnly);
     }
-    let dst = self.range(offset, src.len())?;
-    let staged;
-    let src = if in_some_mapping(src.as_ptr(), src.len()) {
-      // `src` may be these very bytes through another mapping: copy them out first.
-      staged = src.to_vec();
-      &staged[..]
-    } else {
-      src
-    };
-    // SAFETY: as in `read_at`; the mapping is writable and shared, and `src`
-    // is now memory that no mapping reaches.
-    unsafe { ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) };
-    Ok(())
+    let dst = self.range(offset, len)?;
+    // SAFETY: `range` checked the destination; the caller vouches for `src`.
+    unsafe { copy_between(src, dst, len) }
   }
 
   fn range(&self, offset: usize, len: usize) -> Result<*mut u8> {

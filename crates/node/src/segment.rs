@@ -241,14 +241,17 @@ impl NativeSegment {
     let offset = to_u64(&env, offset, "offset")?;
     let copier = self.copier(&env)?;
     let available = (copier.len() as u64).saturating_sub(offset);
-    // SAFETY: the slice is the caller's Uint8Array, alive for this call; no
-    // other Rust reference to it exists.
-    let target = unsafe { target.as_mut() };
-    let length = available.min(target.len() as u64);
+    // Raw pointers, not slices: the target may be a view of this very
+    // segment, memory that Rust must not assume unaliased.
+    // SAFETY: the caller's Uint8Array stays alive for this call.
+    let (target_ptr, target_len) = unsafe {
+      let bytes = target.as_mut();
+      (bytes.as_mut_ptr(), bytes.len())
+    };
+    let length = available.min(target_len as u64);
     let (offset, length) = in_bounds(&env, copier, offset, length, "offset")?;
-    copier
-      .read_at(offset, &mut target[..length])
-      .map_err(|e| throw_core(&env, &e))?;
+    // SAFETY: `target_ptr` is valid for `length <= target_len` bytes.
+    unsafe { copier.copy_out(offset, target_ptr, length) }.map_err(|e| throw_core(&env, &e))?;
     Ok(length as f64)
   }
 
@@ -258,9 +261,9 @@ impl NativeSegment {
     let offset = to_u64(&env, offset, "offset")?;
     let copier = self.copier(&env)?;
     let (offset, length) = in_bounds(&env, copier, offset, source.len() as u64, "source")?;
-    copier
-      .write_at(offset, &source[..length])
-      .map_err(|e| throw_core(&env, &e))?;
+    // SAFETY: the caller's Uint8Array stays alive for this call and holds
+    // at least `length` bytes; it may alias the segment (see `read_into`).
+    unsafe { copier.copy_in(offset, source.as_ptr(), length) }.map_err(|e| throw_core(&env, &e))?;
     Ok(length as f64)
   }
 

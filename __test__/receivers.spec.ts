@@ -1,0 +1,39 @@
+// Methods called on the wrong object and `new SharedMemory()` throw coded
+// TypeErrors, as Node's own classes do.
+
+import test from 'ava'
+
+import { SharedMemory } from '../index'
+import { scratch } from './helpers'
+
+const methods: Array<[string, (target: unknown) => unknown]> = [
+  ['attach', (target) => SharedMemory.prototype.attach.call(target)],
+  ['detach', (target) => SharedMemory.prototype.detach.call(target, Buffer.alloc(1))],
+  ['read', (target) => SharedMemory.prototype.read.call(target)],
+  ['readInto', (target) => SharedMemory.prototype.readInto.call(target, Buffer.alloc(1))],
+  ['write', (target) => SharedMemory.prototype.write.call(target, 'x')],
+  ['close', (target) => SharedMemory.prototype.close.call(target)],
+  ['dispose', (target) => SharedMemory.prototype[Symbol.dispose].call(target)],
+  ['closed', (target) => Object.getOwnPropertyDescriptor(SharedMemory.prototype, 'closed')!.get!.call(target)],
+]
+
+for (const [method, call] of methods) {
+  test(`${method} on something that is not a SharedMemory throws ERR_INVALID_THIS`, (t) => {
+    for (const target of [{}, null, undefined, 42, Object.create(SharedMemory.prototype)]) {
+      const error = t.throws(() => call(target), { code: 'ERR_INVALID_THIS', instanceOf: TypeError })
+      t.is(error?.message, 'Value of "this" must be of type SharedMemory')
+    }
+  })
+}
+
+test('the methods still work on a real handle after those calls', (t) => {
+  const shm = scratch(t, 16)
+  t.is(shm.write('ok'), 2)
+  t.is(shm.read(0, 2).toString(), 'ok')
+})
+
+test('new SharedMemory() throws ERR_ILLEGAL_CONSTRUCTOR', (t) => {
+  const Constructor = SharedMemory as unknown as new (...args: unknown[]) => SharedMemory
+  t.throws(() => new Constructor(), { code: 'ERR_ILLEGAL_CONSTRUCTOR', instanceOf: TypeError })
+  t.throws(() => new Constructor(Symbol('construct'), 'x', {}), { code: 'ERR_ILLEGAL_CONSTRUCTOR' })
+})
