@@ -31,6 +31,8 @@ mod name;
 mod os;
 mod segment;
 mod sync;
+#[cfg(test)]
+mod test_support;
 pub mod waiter;
 
 pub use error::{Error, Result};

@@ -314,23 +314,12 @@ mod tests {
   use super::*;
   use crate::mapping::Access;
   use crate::sync::SharedWord;
-  use crate::{Name, OpenOptions, Segment};
+  use crate::test_support::scratch_segment;
   use std::sync::Arc;
   use std::thread;
 
   fn segment_word(tag: &str) -> (Arc<crate::Mapping>, SharedWord) {
-    let name = Name::parse(&format!(
-      "named-shm-mutex-test-{tag}-{}",
-      std::process::id()
-    ))
-    .unwrap();
-    let options = OpenOptions {
-      create: true,
-      exclusive: true,
-      ..OpenOptions::default()
-    };
-    let segment = Segment::open(&name, 4096, &options).unwrap();
-    Segment::delete(&name).unwrap();
+    let segment = scratch_segment(&format!("mutex-test-{tag}"));
     let mapping = Arc::new(segment.map(Access::ReadWrite).unwrap());
     let word = SharedWord::new(&mapping, &mapping, 16, 8).unwrap();
     (mapping, word)

@@ -250,19 +250,12 @@ fn adjust(change: impl FnOnce(Duration) -> Duration) {
 #[cfg(test)]
 mod tests {
   use super::*;
-  use crate::{Name, OpenOptions, Segment};
+  use crate::test_support::scratch_segment;
   use std::thread;
 
   /// A fresh segment mapped twice (as two processes would), deleted at once.
   fn two_mappings(tag: &str) -> (Arc<Mapping>, Arc<Mapping>) {
-    let name = Name::parse(&format!("named-shm-sync-test-{tag}-{}", std::process::id())).unwrap();
-    let options = OpenOptions {
-      create: true,
-      exclusive: true,
-      ..OpenOptions::default()
-    };
-    let segment = Segment::open(&name, 4096, &options).unwrap();
-    Segment::delete(&name).unwrap();
+    let segment = scratch_segment(&format!("sync-test-{tag}"));
     let a = Arc::new(segment.map(Access::ReadWrite).unwrap());
     let b = Arc::new(segment.map(Access::ReadWrite).unwrap());
     (a, b)

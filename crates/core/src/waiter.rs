@@ -439,7 +439,7 @@ mod tests {
   use super::*;
   use crate::mapping::{Access, Mapping};
   use crate::sync::notify;
-  use crate::{Name, OpenOptions, Segment};
+  use crate::test_support::scratch_segment;
   use std::sync::mpsc;
 
   struct Channel(Mutex<mpsc::Sender<(u64, AsyncOutcome)>>);
@@ -451,18 +451,7 @@ mod tests {
   }
 
   fn mapping(tag: &str) -> Arc<Mapping> {
-    let name = Name::parse(&format!(
-      "named-shm-waiter-test-{tag}-{}",
-      std::process::id()
-    ))
-    .unwrap();
-    let options = OpenOptions {
-      create: true,
-      exclusive: true,
-      ..OpenOptions::default()
-    };
-    let segment = Segment::open(&name, 4096, &options).unwrap();
-    Segment::delete(&name).unwrap();
+    let segment = scratch_segment(&format!("waiter-test-{tag}"));
     Arc::new(segment.map(Access::ReadWrite).unwrap())
   }
 

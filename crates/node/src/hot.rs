@@ -221,6 +221,13 @@ unsafe extern "C" fn lock_call(
   }
 }
 
+/// The mutex named by the arguments `(view, byteOffset)` of this call.
+fn mutex_at(env: &Env, info: sys::napi_callback_info) -> napi::Result<SharedMutex<'_>> {
+  let [view, byte_offset] = args::<2>(env, info)?;
+  let byte_offset = number(env, byte_offset, "byteOffset")?;
+  Ok(SharedMutex::new(mutex_word(env, view, byte_offset)?))
+}
+
 /// `tryLock(view, byteOffset)`: takes the mutex if free or its owner died.
 unsafe extern "C" fn try_lock_call(
   raw: sys::napi_env,
@@ -229,9 +236,7 @@ unsafe extern "C" fn try_lock_call(
   // SAFETY: called by Node-API with the env of this call.
   unsafe {
     respond(raw, |env| {
-      let [view, byte_offset] = args::<2>(env, info)?;
-      let byte_offset = number(env, byte_offset, "byteOffset")?;
-      let mutex = SharedMutex::new(mutex_word(env, view, byte_offset)?);
+      let mutex = mutex_at(env, info)?;
       Ok(Some(lock_code(mutex.try_lock())))
     })
   }
@@ -245,10 +250,9 @@ unsafe extern "C" fn unlock_call(
   // SAFETY: called by Node-API with the env of this call.
   unsafe {
     respond(raw, |env| {
-      let [view, byte_offset] = args::<2>(env, info)?;
-      let byte_offset = number(env, byte_offset, "byteOffset")?;
-      let mutex = SharedMutex::new(mutex_word(env, view, byte_offset)?);
-      mutex.unlock().map_err(|e| throw_core(env, &e))?;
+      mutex_at(env, info)?
+        .unlock()
+        .map_err(|e| throw_core(env, &e))?;
       Ok(None)
     })
   }

@@ -61,7 +61,7 @@ use std::time::Duration;
 
 use rustix::io::Errno;
 
-use super::{Liveness, Wake, WakeAny};
+use super::{Liveness, Wake};
 
 const OS_SYNC_WAIT_ON_ADDRESS_SHARED: u32 = 0x1;
 const OS_SYNC_WAKE_BY_ADDRESS_SHARED: u32 = 0x1;
@@ -221,23 +221,6 @@ pub(crate) fn wake(word: &AtomicU32, count: u32) -> Result<usize> {
     woken += 1;
   }
   Ok(woken)
-}
-
-/// macOS cannot wait on several words at once: `waitAsync` uses a thread per wait.
-pub(crate) const WAIT_ANY_MAX: usize = 0;
-
-/// Not available here (see [`WAIT_ANY_MAX`]).
-pub(crate) fn wait_any(
-  _control: (&AtomicU32, u32),
-  _words: &[(&AtomicU32, u32)],
-  _timeout: Option<Duration>,
-) -> Result<WakeAny> {
-  Ok(WakeAny::Unsupported)
-}
-
-/// CPUs this process may use.
-pub(crate) fn cpu_count() -> usize {
-  std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 // ---- Who holds a lock ----

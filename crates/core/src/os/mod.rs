@@ -27,9 +27,7 @@ pub(crate) use linux::{
 #[cfg(all(unix, not(target_os = "linux")))]
 mod macos;
 #[cfg(all(unix, not(target_os = "linux")))]
-pub(crate) use macos::{
-  cpu_count, create, liveness, open, thread_identity, unlink, wait, wait_any, wake, WAIT_ANY_MAX,
-};
+pub(crate) use macos::{create, liveness, open, thread_identity, unlink, wait, wake};
 
 #[cfg(unix)]
 pub(crate) use posix::{map, size_of, unmap, Handle};
@@ -38,8 +36,7 @@ pub(crate) use posix::{map, size_of, unmap, Handle};
 mod windows;
 #[cfg(windows)]
 pub(crate) use windows::{
-  cpu_count, create, liveness, map, open, size_of, thread_identity, unlink, unmap, wait, wait_any,
-  wake, Handle, WAIT_ANY_MAX,
+  create, liveness, map, open, size_of, thread_identity, unlink, unmap, wait, wake, Handle,
 };
 
 /// How one `wait` ended.
@@ -86,4 +83,25 @@ pub(crate) enum Liveness {
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn reopen_read_only(_handle: &Handle, os_name: &str) -> crate::error::Result<Handle> {
   open(os_name, true)
+}
+
+/// Only Linux (`futex_waitv`) waits on several words at once: elsewhere
+/// `waitAsync` uses a thread per wait.
+#[cfg(not(target_os = "linux"))]
+pub(crate) const WAIT_ANY_MAX: usize = 0;
+
+/// Not available here (see [`WAIT_ANY_MAX`]).
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn wait_any(
+  _control: (&std::sync::atomic::AtomicU32, u32),
+  _words: &[(&std::sync::atomic::AtomicU32, u32)],
+  _timeout: Option<std::time::Duration>,
+) -> crate::error::Result<WakeAny> {
+  Ok(WakeAny::Unsupported)
+}
+
+/// CPUs this process may use.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn cpu_count() -> usize {
+  std::thread::available_parallelism().map_or(1, |n| n.get())
 }

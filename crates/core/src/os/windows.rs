@@ -157,7 +157,7 @@ use windows_sys::Win32::System::Threading::{
   WaitOnAddress, WakeByAddressAll, WakeByAddressSingle, THREAD_QUERY_LIMITED_INFORMATION,
 };
 
-use super::{Liveness, Wake, WakeAny};
+use super::{Liveness, Wake};
 
 const POLL_SLICE: Duration = Duration::from_millis(1);
 
@@ -207,23 +207,6 @@ pub(crate) fn wake(word: &AtomicU32, count: u32) -> Result<usize> {
     }
   }
   Ok(0)
-}
-
-/// Windows cannot wait on several words at once: `waitAsync` uses a thread per wait.
-pub(crate) const WAIT_ANY_MAX: usize = 0;
-
-/// Not available here (see [`WAIT_ANY_MAX`]).
-pub(crate) fn wait_any(
-  _control: (&AtomicU32, u32),
-  _words: &[(&AtomicU32, u32)],
-  _timeout: Option<Duration>,
-) -> Result<WakeAny> {
-  Ok(WakeAny::Unsupported)
-}
-
-/// CPUs this process may use.
-pub(crate) fn cpu_count() -> usize {
-  std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 // ---- Who holds a lock ----
