@@ -382,7 +382,16 @@ mod tests {
     .join()
     .unwrap();
     let mutex = SharedMutex::new(word.pair());
-    assert_eq!(mutex.try_lock(), LockOutcome::OwnerDied);
+    // `join` returns when the thread clears its tid (CLONE_CHILD_CLEARTID),
+    // a moment before the kernel retires it: until then it still looks alive
+    // and `try_lock` says busy.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut outcome = mutex.try_lock();
+    while outcome == LockOutcome::Busy && Instant::now() < deadline {
+      thread::sleep(Duration::from_millis(1));
+      outcome = mutex.try_lock();
+    }
+    assert_eq!(outcome, LockOutcome::OwnerDied);
     mutex.unlock().unwrap();
     let other = Arc::clone(&word);
     thread::spawn(move || {
