@@ -84,14 +84,17 @@ fn in_some_mapping(addr: *const u8, len: usize) -> bool {
 /// buffer it may fuse them into one direct copy (release builds did, and
 /// corrupted overlapping copies), so `black_box` hides the buffer from it.
 ///
+/// `callers` is whichever of `src` and `dst` the caller gave: the other is a
+/// mapping of ours.
+///
 /// # Safety
 /// `src` is valid for reads and `dst` for writes of `len` bytes.
-unsafe fn copy_between(src: *const u8, dst: *mut u8, len: usize) -> Result<()> {
-  if !in_some_mapping(src, len) && !in_some_mapping(dst, len) {
-    // SAFETY: neither side is in a mapping, so at most one is (the mapping
-    // the caller checked) and they are distinct memory. Other processes may
-    // write meanwhile: shared memory gives no snapshot, as documented.
-    unsafe { ptr::copy(src, dst, len) };
+unsafe fn copy_between(src: *const u8, dst: *mut u8, len: usize, callers: *const u8) -> Result<()> {
+  if !in_some_mapping(callers, len) {
+    // SAFETY: the caller's side lies in no mapping, so it is memory distinct
+    // from the mapping on the other side. Other processes may write
+    // meanwhile: shared memory gives no snapshot, as documented.
+    unsafe { ptr::copy_nonoverlapping(src, dst, len) };
     return Ok(());
   }
   let mut staged: Vec<u8> = Vec::new();
@@ -202,7 +205,7 @@ impl Mapping {
   pub unsafe fn copy_out(&self, offset: usize, dst: *mut u8, len: usize) -> Result<()> {
     let src = self.range(offset, len)?;
     // SAFETY: `range` checked the source; the caller vouches for `dst`.
-    unsafe { copy_between(src, dst, len) }
+    unsafe { copy_between(src, dst, len, dst) }
   }
 
   /// Copies `len` bytes starting at `offset` into a new vector.
@@ -249,7 +252,7 @@ impl Mapping {
     }
     let dst = self.range(offset, len)?;
     // SAFETY: `range` checked the destination; the caller vouches for `src`.
-    unsafe { copy_between(src, dst, len) }
+    unsafe { copy_between(src, dst, len, src) }
   }
 
   fn range(&self, offset: usize, len: usize) -> Result<*mut u8> {
