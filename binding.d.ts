@@ -21,8 +21,6 @@ export declare class NativeSegment {
   get readOnly(): boolean
   /** Whether `close()` has run. */
   get closed(): boolean
-  /** How many attachments are live (for tests and diagnostics). */
-  get attachments(): number
   /** Maps the segment and returns an `ArrayBuffer` over it (`PR_AttachSharedMemory`). */
   attach(readOnly: boolean): ArrayBuffer
   /**

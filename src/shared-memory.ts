@@ -59,6 +59,11 @@ export interface NameOptions {
 
 const construct = Symbol('construct')
 
+/** The `global` option of a {@link NameOptions} argument. */
+function globalOption(options: unknown): boolean {
+  return booleanOption(validateOptions(options), 'global', false)
+}
+
 /**
  * An open named shared memory segment (NSPR's `PRSharedMemory`).
  *
@@ -100,7 +105,7 @@ export class SharedMemory implements Disposable {
   static open(name: string, size: number, options?: OpenOptions): SharedMemory {
     validateString(name, 'name')
     validateInteger(size, 'size')
-    const given = validateOptions<OpenOptions>(options) as Record<string, unknown>
+    const given = validateOptions(options)
     const create = booleanOption(given, 'create', false)
     const exclusive = booleanOption(given, 'exclusive', false)
     const readOnly = booleanOption(given, 'readOnly', false)
@@ -127,15 +132,13 @@ export class SharedMemory implements Disposable {
    */
   static delete(name: string, options?: NameOptions): void {
     validateString(name, 'name')
-    const global = booleanOption(validateOptions<NameOptions>(options) as Record<string, unknown>, 'global', false)
-    deleteSegment(name, global)
+    deleteSegment(name, globalOption(options))
   }
 
   /** The OS name `name` maps to on this platform, without opening anything. */
   static osNameOf(name: string, options?: NameOptions): string {
     validateString(name, 'name')
-    const global = booleanOption(validateOptions<NameOptions>(options) as Record<string, unknown>, 'global', false)
-    return osNameOf(name, global)
+    return osNameOf(name, globalOption(options))
   }
 
   /** Whether {@link SharedMemory.close} has run. */
@@ -153,7 +156,7 @@ export class SharedMemory implements Disposable {
    */
   attach(options?: AttachOptions): Buffer {
     const native = SharedMemory.#of(this)
-    const given = validateOptions<AttachOptions>(options) as Record<string, unknown>
+    const given = validateOptions(options)
     const readOnly = booleanOption(given, 'readOnly', this.readOnly)
     SharedMemory.#throwIfClosed(native)
     if (this.size > kMaxLength) {
@@ -256,7 +259,7 @@ export class SharedMemory implements Disposable {
     if (native.closed) throw libraryError('ERR_SHM_CLOSED', 'The shared memory handle is closed')
   }
 
-  /** @internal The binding object, for the sync module. */
+  /** @internal The binding object, for tests that call the binding directly. */
   static nativeOf(shm: SharedMemory): NativeSegment {
     return SharedMemory.#of(shm)
   }

@@ -147,7 +147,7 @@ interface AsyncOptions {
 }
 
 function validateAsyncOptions(options: unknown): AsyncOptions {
-  const given = validateOptions<AsyncWaitOptions>(options) as Record<string, unknown>
+  const given = validateOptions(options)
   const ref = booleanOption(given, 'ref', false)
   const signal = given.signal
   if (signal === undefined) return { signal: undefined, ref }
@@ -194,7 +194,7 @@ export function wait(view: Int32Array, index: number, value: number, timeout?: n
   validateInteger(index, 'index')
   const expected = validateExpected(value)
   const ms = validateTimeout(timeout)
-  const spin = booleanOption(validateOptions<WaitOptions>(options) as Record<string, unknown>, 'spin', true)
+  const spin = booleanOption(validateOptions(options), 'spin', true)
   return OUTCOMES[native.wait(view, index, expected, ms, spin)] as WaitResult
 }
 
@@ -282,7 +282,7 @@ export class SharedMutex {
   constructor(view: ArrayBufferView, byteOffset = 0, options?: SharedMutexOptions) {
     if (!ArrayBuffer.isView(view)) throw invalidArgType('view', 'a Buffer, TypedArray or DataView', view)
     validateInteger(byteOffset, 'byteOffset')
-    this.#spin = booleanOption(validateOptions<SharedMutexOptions>(options) as Record<string, unknown>, 'spin', true)
+    this.#spin = booleanOption(validateOptions(options), 'spin', true)
     checkMutex(view, byteOffset)
     this.#view = view
     this.#byteOffset = byteOffset

@@ -23,13 +23,13 @@ export function validateInteger(value: unknown, argument: string, min = 0, max =
   }
 }
 
-/** `undefined` or a plain object: the shape of an options argument. */
-export function validateOptions<T extends object>(value: unknown, argument = 'options'): Partial<T> {
+/** `undefined` or a plain object: the shape of an options argument, as a record of its keys. */
+export function validateOptions(value: unknown, argument = 'options'): Record<string, unknown> {
   if (value === undefined) return {}
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw invalidArgType(argument, 'of type object', value)
   }
-  return value as Partial<T>
+  return value as Record<string, unknown>
 }
 
 /** Reads an optional boolean option. */

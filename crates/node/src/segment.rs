@@ -136,16 +136,6 @@ impl NativeSegment {
     self.segment.is_none()
   }
 
-  /// How many attachments are live (for tests and diagnostics).
-  #[napi(getter)]
-  pub fn attachments(&self) -> u32 {
-    self
-      .views
-      .values()
-      .filter(|v| !v.mapping().is_unmapped())
-      .count() as u32
-  }
-
   /// Maps the segment and returns an `ArrayBuffer` over it (`PR_AttachSharedMemory`).
   #[napi(ts_return_type = "ArrayBuffer")]
   pub fn attach(

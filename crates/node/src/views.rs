@@ -207,11 +207,6 @@ impl View {
     !data.is_null() && self.mapping.as_ptr().cast() == data
   }
 
-  /// The mapping behind this view.
-  pub fn mapping(&self) -> &Mapping {
-    &self.mapping
-  }
-
   /// Whether the garbage collector has freed the buffer we made.
   pub fn is_collected(&self, env: &Env) -> bool {
     self.buffer_value(env).is_none()
