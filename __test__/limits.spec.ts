@@ -40,7 +40,7 @@ test('no address space left is ENOMEM from attach, read and write, and they work
   t.is(result.after, 7)
 })
 
-test('attaching past vm.max_map_count is ENOMEM, and the process detaches everything and exits cleanly', async (t) => {
+test('attaching toward vm.max_map_count is ENOMEM while the runtime still has room, and the process detaches everything and exits cleanly', async (t) => {
   const name = uniqueName('maps')
   deleteAtEnd(t, name)
   // --single-threaded: V8's background threads (concurrent GC, compiling)
@@ -54,8 +54,11 @@ test('attaching past vm.max_map_count is ENOMEM, and the process detaches everyt
     child.stdout,
   )
   t.like(result.failure, { code: 'ENOMEM', errno: -12, syscall: 'mmap' })
-  // Node itself holds a few hundred mappings; the views took all the rest.
-  t.true(result.attached > result.limit - 2000 && result.attached < result.limit, `${result.attached} of ${result.limit}`)
+  // The library stops at its budget (all but a sixteenth of the limit, kept
+  // for V8's own mappings), counting its own mappings: the fixture's views,
+  // its 256 spare views and the handle's copier.
+  const budget = result.limit - Math.floor(result.limit / 16)
+  t.true(result.attached > budget - 2000 && result.attached <= budget, `${result.attached} of a budget of ${budget}`)
   t.is(result.seen, 1, 'views of one segment share their bytes')
   t.true(result.maps < 2000, `${result.maps} mappings left after detaching`)
   t.is(result.ballast, 256)

@@ -79,6 +79,21 @@ impl Error {
   }
 
   /// `ENOMEM` for a copy of `bytes` that this process could not allocate.
+  /// `ENOMEM` from our own budget of mappings: `held` mappings of segments
+  /// against the kernel's `vm.max_map_count` of `limit` per process.
+  pub(crate) fn too_many_mappings(held: usize, limit: usize) -> Error {
+    Error::Os {
+      code: "ENOMEM",
+      errno: 12,
+      syscall: "mmap",
+      name: None,
+      detail: Some(format!(
+        "this process holds {held} shared memory mappings and vm.max_map_count is {limit}; \
+         the rest is kept for the runtime's own memory (detach views you no longer use)"
+      )),
+    }
+  }
+
   pub(crate) fn out_of_memory(bytes: u64) -> Error {
     Error::Os {
       code: "ENOMEM",
@@ -282,6 +297,16 @@ mod tests {
       error.to_string(),
       "ENOMEM: cannot allocate memory, malloc '/big': cannot allocate 1 TiB for the copy"
     );
+  }
+
+  #[test]
+  fn too_many_mappings() {
+    let error = Error::too_many_mappings(61435, 65530).for_name("/x");
+    assert_eq!(error.code(), "ENOMEM");
+    assert_eq!(error.syscall(), Some("mmap"));
+    assert!(error.to_string().starts_with(
+      "ENOMEM: cannot allocate memory, mmap '/x': this process holds 61435 shared memory mappings"
+    ));
   }
 
   #[test]

@@ -65,6 +65,11 @@ fn live() -> std::sync::MutexGuard<'static, Vec<(usize, usize)>> {
   LIVE.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// How many mappings of segments this process holds.
+pub(crate) fn live_count() -> usize {
+  live().len()
+}
+
 /// Whether `[addr, addr + len)` overlaps any live mapping of this process.
 fn in_some_mapping(addr: *const u8, len: usize) -> bool {
   let addr = addr as usize;

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::mapping::{Access, Mapping};
+use crate::mapping::{live_count, Access, Mapping};
 use crate::name::Name;
 use crate::os;
 
@@ -14,6 +14,14 @@ pub const MAX_SIZE: u64 = (1 << 53) - 1;
 /// has not sized yet (a creator that calls `shm_open(O_CREAT)` then
 /// `ftruncate`, as Python's `multiprocessing.shared_memory` does).
 const SIZING_GRACE: Duration = Duration::from_millis(100);
+
+/// How many segment mappings one process may hold under the kernel's
+/// `vm.max_map_count`. Reaching the limit itself makes the runtime's own next
+/// mmap fail, and V8 aborts on that (seen: `std::bad_alloc`), so a sixteenth
+/// is left to it and attach says `ENOMEM` first.
+fn mapping_budget(limit: usize) -> usize {
+  limit - limit / 16
+}
 
 /// How often open-or-create retries when the name flips between present and absent.
 const OPEN_OR_CREATE_ROUNDS: usize = 1000;
@@ -183,6 +191,12 @@ impl Segment {
         self.size
       ))
     })?;
+    if let Some(limit) = os::max_map_count() {
+      let held = live_count();
+      if held >= mapping_budget(limit) {
+        return Err(Error::too_many_mappings(held, limit).for_name(self.name.os_name()));
+      }
+    }
     let ptr = os::map(&self.handle, len, access).map_err(|e| e.for_name(self.name.os_name()))?;
     Ok(Mapping::new(ptr, len, access))
   }
@@ -214,5 +228,17 @@ fn wait_until_sized(handle: &os::Handle) -> Result<u64> {
     }
     std::thread::sleep(pause);
     pause = (pause * 2).min(Duration::from_millis(10));
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn mapping_budget_leaves_the_runtime_a_sixteenth() {
+    assert_eq!(mapping_budget(65530), 61435);
+    assert_eq!(mapping_budget(16), 15);
+    assert_eq!(mapping_budget(0), 0);
   }
 }

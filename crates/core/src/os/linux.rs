@@ -196,6 +196,19 @@ fn publish_error(errno: Errno) -> Error {
   })(errno)
 }
 
+/// The most mappings a process may have (`/proc/sys/vm/max_map_count`, see
+/// proc(5)), read once; `None` when it cannot be read.
+pub(crate) fn max_map_count() -> Option<usize> {
+  static LIMIT: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+  *LIMIT.get_or_init(|| {
+    std::fs::read_to_string("/proc/sys/vm/max_map_count")
+      .ok()?
+      .trim()
+      .parse()
+      .ok()
+  })
+}
+
 /// Removes the name (shm_unlink(3)).
 pub(crate) fn unlink(os_name: &str) -> Result<()> {
   fs::unlink(path_of(os_name)).map_err(os_error("shm_unlink"))

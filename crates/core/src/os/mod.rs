@@ -9,7 +9,8 @@
 //!   where the OS cannot wait on several words at once);
 //! - `thread_identity() -> (id, stamp)` and `liveness(id, stamp)`: who owns a
 //!   `SharedMutex`, and whether that thread still runs;
-//! - `cpu_count()`: whether spinning can ever meet a partner.
+//! - `cpu_count()`: whether spinning can ever meet a partner;
+//! - `max_map_count()`: the cap on a process's mappings, where the OS has one.
 //!
 //! This is the one place that chooses a backend.
 
@@ -20,8 +21,8 @@ mod posix;
 mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::{
-  cpu_count, create, liveness, open, reopen_read_only, thread_identity, unlink, wait, wait_any,
-  wake, WAIT_ANY_MAX,
+  cpu_count, create, liveness, max_map_count, open, reopen_read_only, thread_identity, unlink,
+  wait, wait_any, wake, WAIT_ANY_MAX,
 };
 
 #[cfg(all(unix, not(target_os = "linux")))]
@@ -104,4 +105,10 @@ pub(crate) fn wait_any(
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn cpu_count() -> usize {
   std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Only Linux caps a process's mappings by a number it publishes.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn max_map_count() -> Option<usize> {
+  None
 }
