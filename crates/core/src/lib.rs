@@ -34,6 +34,8 @@ mod sync;
 #[cfg(test)]
 mod test_support;
 pub mod waiter;
+#[cfg(any(windows, test))]
+mod wake_table;
 
 pub use error::{Error, Result};
 pub use mapping::{Access, Mapping, Pinned};

@@ -129,7 +129,7 @@ impl<'a> SharedMutex<'a> {
   fn futex(&self) -> &'a AtomicU32 {
     // SAFETY: the lower-addressed 4 bytes of an aligned 8-byte word are an
     // aligned 4-byte word of the same allocation. Only the OS reads through
-    // it (Windows' polling loads it; mixed-size atomics are well defined on
+    // it (the Windows backend loads it before it sleeps; mixed-size atomics are well defined on
     // every processor this runs on).
     unsafe { AtomicU32::from_ptr(self.word.as_ptr().cast()) }
   }

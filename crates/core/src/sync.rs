@@ -150,8 +150,8 @@ pub fn wait(
 }
 
 /// Wakes up to `count` waiters on `word` (`u32::MAX`: all) in every
-/// process; returns how many the OS says it woke (Linux counts exactly;
-/// macOS and Windows tell less, see their backends).
+/// process; returns how many the OS says it woke (Linux and Windows count
+/// exactly; macOS tells less, see its backend).
 ///
 /// # Errors
 /// An OS error from the wake call; never for a word held by a [`SharedWord`].

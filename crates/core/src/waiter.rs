@@ -210,7 +210,11 @@ impl Shard {
 
   /// The thread's loop: settle what is over, sleep on the rest.
   fn run(self: Arc<Shard>) {
-    let capacity = if self.single { 1 } else { os::WAIT_ANY_MAX - 1 };
+    let capacity = if self.single {
+      1
+    } else {
+      os::WAIT_ANY_MAX.saturating_sub(1)
+    };
     let mut armed: Vec<(u64, Arc<SharedWord>, Job, u32)> = Vec::with_capacity(capacity);
     loop {
       let seen = self.control.load(Ordering::SeqCst);
@@ -358,7 +362,7 @@ impl Pool {
     if self.multi {
       for shard in shards.iter().filter(|s| !s.single) {
         let mut entries = shard.entries();
-        if entries.len() < os::WAIT_ANY_MAX - 1 {
+        if entries.len() < os::WAIT_ANY_MAX.saturating_sub(1) {
           entries.push(entry);
           drop(entries);
           shard.poke();

@@ -3,7 +3,7 @@
 //! `O_EXCL` and sizes at once; openers wait out the short size-0 window
 //! (see `wait_until_sized` in `segment.rs`).
 
-use rustix::fs::{ftruncate, Mode};
+use rustix::fs::{ftruncate, Mode, RawMode};
 use rustix::shm;
 
 use super::posix::{os_error, Handle};
@@ -29,8 +29,9 @@ pub(crate) fn open(os_name: &str, read_only: bool) -> Result<Handle> {
 /// opener asking for size 0, see the rounded size).
 pub(crate) fn create(os_name: &str, size: u64, mode: u32, _reserve: bool) -> Result<Handle> {
   let flags = shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR;
-  let fd = shm::open(os_name, flags, Mode::from_bits_truncate(mode & 0o777))
-    .map_err(os_error("shm_open"))?;
+  // `mode_t` is 16 bits on Darwin; the permission bits fit any width.
+  let permissions = Mode::from_bits_truncate((mode & 0o777) as RawMode);
+  let fd = shm::open(os_name, flags, permissions).map_err(os_error("shm_open"))?;
   if let Err(errno) = ftruncate(&fd, size) {
     // Do not leave a size-0 segment behind under the name. (Should another
     // process delete and recreate the name in this instant, this removes

@@ -14,7 +14,7 @@
 //!
 //! This is the one place that chooses a backend.
 
-#[cfg(unix)]
+#[cfg(any(target_os = "linux", target_vendor = "apple"))]
 mod posix;
 
 #[cfg(target_os = "linux")]
@@ -25,27 +25,45 @@ pub(crate) use linux::{
   wait, wait_any, wake, WAIT_ANY_MAX,
 };
 
-#[cfg(all(unix, not(target_os = "linux")))]
+#[cfg(target_vendor = "apple")]
 mod macos;
-#[cfg(all(unix, not(target_os = "linux")))]
+#[cfg(target_vendor = "apple")]
 pub(crate) use macos::{create, liveness, open, thread_identity, unlink, wait, wake};
 
-#[cfg(unix)]
+// Like memmap2 and parking_lot, say plainly what a new system needs rather
+// than fail deep inside a backend written for another.
+#[cfg(not(any(target_os = "linux", target_vendor = "apple", windows)))]
+compile_error!(
+  "named-shm has backends for Linux, macOS (and Apple's other systems) and Windows only; \
+   another system needs its own file in crates/core/src/os/ offering open, create, unlink, \
+   wait, wake, thread_identity and liveness (see the list at the top of os/mod.rs)"
+);
+
+#[cfg(any(target_os = "linux", target_vendor = "apple"))]
 pub(crate) use posix::{map, size_of, unmap, Handle};
 
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]
+mod windows_wake;
+#[cfg(windows)]
 pub(crate) use windows::{
-  create, liveness, map, open, size_of, thread_identity, unlink, unmap, wait, wake, Handle,
+  create, liveness, map, open, size_of, thread_identity, unlink, unmap, Handle,
 };
+#[cfg(windows)]
+pub(crate) use windows_wake::{wait, wake};
 
 /// How one `wait` ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Wake {
   /// Woken by a `wake` (or, rarely, spuriously).
   Woken,
-  /// The word did not hold the expected value when the OS looked.
+  /// The word did not hold the expected value when the OS looked (macOS
+  /// cannot tell this from `Woken`).
+  #[cfg_attr(
+    target_vendor = "apple",
+    expect(dead_code, reason = "macOS reports Woken")
+  )]
   Changed,
   /// The timeout passed.
   TimedOut,
@@ -55,6 +73,10 @@ pub(crate) enum Wake {
 
 /// How one `wait_any` ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(
+  not(target_os = "linux"),
+  expect(dead_code, reason = "only Linux waits on several words")
+)]
 pub(crate) enum WakeAny {
   /// Word `i` was woken (0 is the control word).
   Woken(usize),
@@ -76,6 +98,10 @@ pub(crate) enum Liveness {
   /// It is gone: the lock may be taken over.
   Dead,
   /// It cannot be checked from here (another PID namespace): assume alive.
+  #[cfg_attr(
+    windows,
+    expect(dead_code, reason = "Windows thread ids are system-wide")
+  )]
   Unknown,
 }
 

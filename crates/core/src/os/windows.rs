@@ -4,10 +4,12 @@
 //! as in NSPR. Creation is atomic: the size is fixed when the name appears.
 
 use std::ffi::c_void;
+use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
 use std::ptr;
+use std::sync::Arc;
 
 use windows_sys::Win32::Foundation::{
-  CloseHandle, GetLastError, ERROR_ALREADY_EXISTS, HANDLE, INVALID_HANDLE_VALUE,
+  GetLastError, ERROR_ALREADY_EXISTS, HANDLE, INVALID_HANDLE_VALUE,
 };
 use windows_sys::Win32::System::Memory::{
   CreateFileMappingW, MapViewOfFile, OpenFileMappingW, UnmapViewOfFile, VirtualQuery,
@@ -15,22 +17,25 @@ use windows_sys::Win32::System::Memory::{
   MEMORY_MAPPED_VIEW_ADDRESS, PAGE_READWRITE, SEC_COMMIT,
 };
 
+use super::windows_wake::{self, SegmentWake};
 use crate::error::{windows_error, Result};
 use crate::mapping::Access;
 
-/// An open file-mapping object, closed on drop.
+/// An open file-mapping object, closed on drop, and the wake-up objects of
+/// its segment (see `windows_wake.rs`), which its views share.
 #[derive(Debug)]
-pub(crate) struct Handle(HANDLE);
+pub(crate) struct Handle {
+  mapping: OwnedHandle,
+  wake: Arc<SegmentWake>,
+}
 
-// SAFETY: a kernel handle may be used and closed from any thread.
-unsafe impl Send for Handle {}
-// SAFETY: as above; the handle is never mutated after creation.
-unsafe impl Sync for Handle {}
-
-impl Drop for Handle {
-  fn drop(&mut self) {
-    // SAFETY: we own the handle and close it once.
-    unsafe { CloseHandle(self.0) };
+impl Handle {
+  fn new(raw: HANDLE, os_name: &str) -> Handle {
+    Handle {
+      // SAFETY: a fresh, valid handle that nothing else owns.
+      mapping: unsafe { OwnedHandle::from_raw_handle(raw) },
+      wake: SegmentWake::new(os_name),
+    }
   }
 }
 
@@ -56,7 +61,7 @@ pub(crate) fn open(os_name: &str, read_only: bool) -> Result<Handle> {
   if handle.is_null() {
     return Err(last_error("OpenFileMappingW"));
   }
-  Ok(Handle(handle))
+  Ok(Handle::new(handle, os_name))
 }
 
 /// Creates a mapping of `size` zero bytes. `SEC_COMMIT` charges the whole
@@ -79,11 +84,12 @@ pub(crate) fn create(os_name: &str, size: u64, _mode: u32, _reserve: bool) -> Re
     return Err(last_error("CreateFileMappingW"));
   }
   // SAFETY: reads this thread's last-error value, set by the call above.
-  if unsafe { GetLastError() } == ERROR_ALREADY_EXISTS {
-    drop(Handle(handle));
+  let existed = unsafe { GetLastError() } == ERROR_ALREADY_EXISTS;
+  let handle = Handle::new(handle, os_name);
+  if existed {
     return Err(windows_error(ERROR_ALREADY_EXISTS, "CreateFileMappingW"));
   }
-  Ok(Handle(handle))
+  Ok(handle)
 }
 
 /// The mapping's size, rounded up to whole pages: Windows documents no call
@@ -116,11 +122,17 @@ pub(crate) fn map(handle: &Handle, len: usize, access: Access) -> Result<*mut u8
     Access::CopyOnWrite => FILE_MAP_COPY,
   };
   // SAFETY: a new view at an address the system picks overlaps nothing Rust owns.
-  let view = unsafe { MapViewOfFile(handle.0, desired, 0, 0, len) };
+  let view = unsafe { MapViewOfFile(handle.mapping.as_raw_handle(), desired, 0, 0, len) };
   if view.Value.is_null() {
     return Err(last_error("MapViewOfFile"));
   }
-  Ok(view.Value.cast())
+  let base = view.Value.cast();
+  // A view of known length may hold words to wait on (`size_of`'s
+  // whole-mapping view is gone again at once).
+  if len > 0 {
+    windows_wake::register(base, len, &handle.wake);
+  }
+  Ok(base)
 }
 
 /// Unmaps what [`map`] returned.
@@ -128,6 +140,7 @@ pub(crate) fn map(handle: &Handle, len: usize, access: Access) -> Result<*mut u8
 /// # Safety
 /// `ptr` comes from one [`map`] call, unmapped once, no longer used.
 pub(crate) unsafe fn unmap(ptr: *mut u8, _len: usize) {
+  windows_wake::unregister(ptr);
   // SAFETY: the caller's contract.
   unsafe { UnmapViewOfFile(MEMORY_MAPPED_VIEW_ADDRESS { Value: ptr.cast() }) };
 }
@@ -137,79 +150,15 @@ pub(crate) fn unlink(_os_name: &str) -> Result<()> {
   Ok(())
 }
 
-// ---- Waiting on a word ----
-//
-// WaitOnAddress wakes only threads of the same process, so it cannot carry a
-// wake-up from another process. The fallback is bounded polling: wait in
-// slices of `POLL_SLICE` with WaitOnAddress (so a notify from this process
-// still wakes at once) and look at the word after each slice. Another
-// process's notify is therefore seen within one slice, which the system
-// timer rounds up to its tick (about 1 to 16 ms).
+// ---- Who holds a lock ----
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
-
-use windows_sys::Win32::Foundation::{
-  ERROR_INVALID_PARAMETER, ERROR_TIMEOUT, FILETIME, STILL_ACTIVE,
-};
+use windows_sys::Win32::Foundation::{ERROR_INVALID_PARAMETER, FILETIME, STILL_ACTIVE};
 use windows_sys::Win32::System::Threading::{
   GetCurrentThread, GetCurrentThreadId, GetExitCodeThread, GetThreadTimes, OpenThread,
-  WaitOnAddress, WakeByAddressAll, WakeByAddressSingle, THREAD_QUERY_LIMITED_INFORMATION,
+  THREAD_QUERY_LIMITED_INFORMATION,
 };
 
-use super::{Liveness, Wake};
-
-const POLL_SLICE: Duration = Duration::from_millis(1);
-
-/// Sleeps while `word` holds `expected`, at most `timeout`, in slices.
-pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Result<Wake> {
-  let slice = timeout.map_or(POLL_SLICE, |timeout| timeout.min(POLL_SLICE));
-  let millis = u32::try_from(slice.as_millis()).unwrap_or(u32::MAX);
-  // SAFETY: `word` is a live, aligned 4-byte word (the caller holds it) and
-  // `expected` a local of the same size.
-  let woken = unsafe {
-    WaitOnAddress(
-      word.as_ptr().cast(),
-      (&expected as *const u32).cast(),
-      4,
-      millis,
-    )
-  };
-  if word.load(Ordering::SeqCst) != expected {
-    return Ok(Wake::Changed);
-  }
-  if woken != 0 {
-    return Ok(Wake::Woken);
-  }
-  // SAFETY: reads this thread's last-error value, set by WaitOnAddress.
-  let error = unsafe { windows_sys::Win32::Foundation::GetLastError() };
-  if error != ERROR_TIMEOUT {
-    return Err(windows_error(error, "WaitOnAddress"));
-  }
-  match timeout {
-    Some(timeout) if timeout <= slice => Ok(Wake::TimedOut),
-    _ => Ok(Wake::Interrupted),
-  }
-}
-
-/// Wakes waiters of this process on `word` (other processes poll). Windows
-/// does not say how many it woke: this returns 0.
-pub(crate) fn wake(word: &AtomicU32, count: u32) -> Result<usize> {
-  let addr = word.as_ptr().cast();
-  // Beyond a handful, waking one by one costs more than waking all.
-  if count > 64 {
-    // SAFETY: `addr` is a live word; waking nobody is harmless.
-    unsafe { WakeByAddressAll(addr) };
-  } else {
-    for _ in 0..count {
-      // SAFETY: as above.
-      unsafe { WakeByAddressSingle(addr) };
-    }
-  }
-  Ok(0)
-}
-
-// ---- Who holds a lock ----
+use super::Liveness;
 //
 // The owner is a thread id (they are system-wide on Windows) plus the low
 // half of the thread's creation time, which tells a recycled id apart.
@@ -246,14 +195,15 @@ pub(crate) fn liveness(id: u32, stamp: u32) -> Liveness {
       _ => Liveness::Alive,
     };
   }
-  let handle = Handle(thread);
+  // SAFETY: a fresh, valid handle that nothing else owns.
+  let thread = unsafe { OwnedHandle::from_raw_handle(thread) };
   let mut code = 0u32;
-  // SAFETY: `handle.0` is a live thread handle; `code` is writable.
-  let queried = unsafe { GetExitCodeThread(handle.0, &mut code) } != 0;
+  // SAFETY: a live thread handle; `code` is writable.
+  let queried = unsafe { GetExitCodeThread(thread.as_raw_handle(), &mut code) } != 0;
   if queried && code != STILL_ACTIVE as u32 {
     return Liveness::Dead;
   }
-  match creation_stamp(handle.0) {
+  match creation_stamp(thread.as_raw_handle()) {
     Some(created) if created != stamp => Liveness::Dead,
     _ => Liveness::Alive,
   }
