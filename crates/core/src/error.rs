@@ -219,6 +219,23 @@ pub(crate) fn windows_error(code: u32, syscall: &'static str) -> Error {
   }
 }
 
+/// `EAGAIN` from a `wait` where the OS has no shared futex (Windows): every
+/// slot of the segment's sleepers table that the word may use holds another
+/// word's sleepers (`wake_table.rs`).
+#[cfg_attr(not(windows), allow(dead_code))]
+pub(crate) fn too_many_sleepers(slots: usize, syscall: &'static str) -> Error {
+  Error::Os {
+    code: "EAGAIN",
+    errno: 11,
+    syscall,
+    name: None,
+    detail: None,
+  }
+  .with_detail(format!(
+    "too many words of this segment have sleepers at once (its table holds {slots})"
+  ))
+}
+
 /// Formats a byte count for people: `32 MiB`, `4096 bytes`.
 pub(crate) fn human_bytes(bytes: u64) -> String {
   const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
@@ -286,6 +303,16 @@ mod tests {
     let unknown = windows_error(9999, "MapViewOfFile");
     assert_eq!(unknown.code(), "UNKNOWN");
     assert_eq!(unknown.errno(), Some(9999));
+  }
+
+  #[test]
+  fn too_many_sleepers_is_eagain() {
+    let error = too_many_sleepers(512, "WaitForSingleObject");
+    assert_eq!(error.code(), "EAGAIN");
+    assert_eq!(error.errno(), Some(11));
+    assert!(error.to_string().ends_with(
+      "WaitForSingleObject: too many words of this segment have sleepers at once (its table holds 512)"
+    ));
   }
 
   #[test]

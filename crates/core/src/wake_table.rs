@@ -317,9 +317,9 @@ mod tests {
   }
 }
 
-/// `RUSTFLAGS="--cfg loom" cargo test -p named-shm-core --release wake_table`
+/// `npm run test:loom` (all the crate's models).
 #[cfg(all(test, loom))]
-mod loom_tests {
+mod model {
   use super::*;
   use loom::sync::atomic::AtomicU32;
   use loom::sync::{Arc, Condvar, Mutex};

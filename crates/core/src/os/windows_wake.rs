@@ -33,7 +33,7 @@ use windows_sys::Win32::System::Threading::{
 };
 
 use super::Wake;
-use crate::error::{windows_error, Error, Result};
+use crate::error::{too_many_sleepers, windows_error, Error, Result};
 use crate::wake_table::{Left, WakeNames, WakeTable, SLOTS, TABLE_BYTES};
 
 /// How long a sleeper that a notifier chose, but that stopped first, waits
@@ -209,7 +209,7 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -
   let raw = unsafe { CreateSemaphoreW(ptr::null(), 0, i32::MAX, name.as_ptr()) };
   let semaphore = owned(raw, "CreateSemaphoreW")?;
   if table.table().enter(offset).is_err() {
-    return Err(table_full());
+    return Err(too_many_sleepers(SLOTS, "WaitForSingleObject"));
   }
   let stop = |otherwise: Wake| match table.table().leave(offset) {
     Left::Withdrawn => otherwise,
@@ -266,19 +266,6 @@ pub(crate) fn wake(word: &AtomicU32, count: u32) -> Result<usize> {
     return Err(last_error("ReleaseSemaphore"));
   }
   Ok(woken as usize)
-}
-
-fn table_full() -> Error {
-  let error = Error::Os {
-    code: "EAGAIN",
-    errno: 11,
-    syscall: "WaitForSingleObject",
-    name: None,
-    detail: None,
-  };
-  error.with_detail(format!(
-    "too many words of this segment have sleepers at once (the table holds {SLOTS})"
-  ))
 }
 
 /// A word private to this process: `WaitOnAddress` is enough.
