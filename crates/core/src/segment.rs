@@ -3,7 +3,9 @@
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::mapping::{live_count, Access, Mapping};
+use std::sync::Arc;
+
+use crate::mapping::{Access, Mapping};
 use crate::name::Name;
 use crate::os;
 
@@ -166,14 +168,16 @@ impl Segment {
     os::unlink(name.os_name()).map_err(|e| e.for_name(name.os_name()))
   }
 
-  /// Maps the segment's `size()` bytes.
+  /// Maps the segment's `size()` bytes. A [`Access::CopyOnWrite`] mapping
+  /// comes with a shared read-only alias of the same bytes (two OS
+  /// mappings), where its words are waited on.
   ///
   /// # Errors
   /// [`Error::ReadOnly`] for [`Access::ReadWrite`] on a read-only handle;
   /// `ENOMEM` when the address space or `vm.max_map_count` is exhausted;
   /// [`Error::Size`] when another program shrank the segment below `size()`
   /// (mapping it would fault on the missing pages).
-  pub fn map(&self, access: Access) -> Result<Mapping> {
+  pub fn map(&self, access: Access) -> Result<Arc<Mapping>> {
     if self.read_only && access == Access::ReadWrite {
       return Err(Error::ReadOnly);
     }
@@ -191,14 +195,29 @@ impl Segment {
         self.size
       ))
     })?;
+    let needed = if access == Access::CopyOnWrite { 2 } else { 1 };
     if let Some(limit) = os::max_map_count() {
-      let held = live_count();
-      if held >= mapping_budget(limit) {
+      let held = Mapping::count();
+      if held + needed > mapping_budget(limit) {
         return Err(Error::too_many_mappings(held, limit).for_name(self.name.os_name()));
       }
     }
-    let ptr = os::map(&self.handle, len, access).map_err(|e| e.for_name(self.name.os_name()))?;
-    Ok(Mapping::new(ptr, len, access))
+    let map =
+      |access| os::map(&self.handle, len, access).map_err(|e| e.for_name(self.name.os_name()));
+    let ptr = map(access)?;
+    let alias = if access == Access::CopyOnWrite {
+      match map(Access::ReadOnly) {
+        Ok(alias) => Some(alias),
+        Err(error) => {
+          // SAFETY: mapped just above and not yet handed to anyone.
+          unsafe { os::unmap(ptr, len) };
+          return Err(error);
+        }
+      }
+    } else {
+      None
+    };
+    Ok(Mapping::new(ptr, len, access, alias))
   }
 
   /// The segment's name.
