@@ -1,8 +1,12 @@
 //! The OS backends. Each one offers the same private interface:
 //!
 //! - `Handle`: an open segment (an `OwnedFd`, a `HANDLE`), closed on drop;
-//! - `open(os_name, read_only)`, `create(os_name, size, mode, reserve)`,
-//!   `reopen_read_only(&Handle, os_name)`, `size_of(&Handle)`, `unlink(os_name)`;
+//! - `open(os_name, read_only)`, `reopen_read_only(&Handle, os_name)`,
+//!   `size_of(&Handle)`, `unlink(os_name)`;
+//! - creating in two steps: `create_unnamed(os_name, size, mode, reserve)`
+//!   gives an `Unnamed` segment (`handle()`, `into_handle()`) that no other
+//!   process can open yet, and `publish(&Unnamed, os_name)` makes it
+//!   openable by name (`EEXIST` when the name is taken; it may be retried);
 //! - `map(&Handle, len, Access)` and `unmap(ptr, len)`;
 //! - `wait(&AtomicU32, expected, timeout) -> Wake`, `wake(&AtomicU32, count)`,
 //!   `wait_any(control, words, timeout) -> WakeAny` with `WAIT_ANY_MAX` (0
@@ -21,8 +25,8 @@ mod posix;
 mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::{
-  cpu_count, create, liveness, max_map_count, open, reopen_read_only, thread_identity, unlink,
-  wait, wait_any, wake, WAIT_ANY_MAX,
+  cpu_count, create_unnamed, liveness, max_map_count, open, publish, reopen_read_only,
+  thread_identity, unlink, wait, wait_any, wake, Unnamed, WAIT_ANY_MAX,
 };
 
 #[cfg(all(unix, not(target_os = "linux")))]
