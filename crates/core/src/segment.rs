@@ -98,7 +98,8 @@ impl Segment {
   /// existing segment is smaller than `size`, [`Error::InvalidArgument`] for
   /// `exclusive` without `create`, a created size of 0 or above [`MAX_SIZE`].
   pub fn open(name: &Name, size: u64, options: &OpenOptions) -> Result<Segment> {
-    Segment::open_with(name, size, options, |_| Ok(())).map_err(Error::from)
+    let no_init = None::<fn(Mapping) -> std::result::Result<(), std::convert::Infallible>>;
+    Segment::open_inner(name, size, options, no_init).map_err(Error::from)
   }
 
   /// As [`Segment::open`], and when this call creates the segment, `init`
@@ -118,6 +119,15 @@ impl Segment {
     size: u64,
     options: &OpenOptions,
     init: impl FnOnce(Mapping) -> std::result::Result<(), E>,
+  ) -> std::result::Result<Segment, OpenError<E>> {
+    Segment::open_inner(name, size, options, Some(init))
+  }
+
+  fn open_inner<E>(
+    name: &Name,
+    size: u64,
+    options: &OpenOptions,
+    init: Option<impl FnOnce(Mapping) -> std::result::Result<(), E>>,
   ) -> std::result::Result<Segment, OpenError<E>> {
     check_options(size, options).map_err(OpenError::Open)?;
     if !options.create {
@@ -268,12 +278,12 @@ struct Creating<'a, F> {
 }
 
 impl<'a, E, F: FnOnce(Mapping) -> std::result::Result<(), E>> Creating<'a, F> {
-  fn new(name: &'a Name, size: u64, options: &'a OpenOptions, init: F) -> Self {
+  fn new(name: &'a Name, size: u64, options: &'a OpenOptions, init: Option<F>) -> Self {
     Creating {
       name,
       size,
       options,
-      init: Some(init),
+      init,
       made: None,
     }
   }
@@ -284,7 +294,12 @@ impl<'a, E, F: FnOnce(Mapping) -> std::result::Result<(), E>> Creating<'a, F> {
     let made = match self.made.take() {
       Some(made) => made,
       None => {
-        let made = os::create_unnamed(os_name, self.size, self.options.mode, self.options.reserve)
+        let options = os::CreateOptions {
+          mode: self.options.mode,
+          reserve: self.options.reserve,
+          for_init: self.init.is_some(),
+        };
+        let made = os::create_unnamed(os_name, self.size, &options)
           .map_err(|e| OpenError::Open(e.for_name(os_name)))?;
         if let Some(init) = self.init.take() {
           let mapping = map_handle(made.handle(), self.name, self.size, Access::ReadWrite)
@@ -346,5 +361,94 @@ mod tests {
     assert_eq!(mapping_budget(65530), 61435);
     assert_eq!(mapping_budget(16), 15);
     assert_eq!(mapping_budget(0), 0);
+  }
+}
+
+#[cfg(test)]
+mod init_tests {
+  use super::*;
+
+  fn name(test: &str) -> Name {
+    Name::parse(&format!("named-shm-{test}-{}", std::process::id())).unwrap()
+  }
+
+  fn create() -> OpenOptions {
+    OpenOptions {
+      create: true,
+      ..OpenOptions::default()
+    }
+  }
+
+  #[test]
+  fn init_fills_the_segment_before_its_name_appears() {
+    let name = name("init-fills");
+    let segment = Segment::open_with(&name, 4096, &create(), |mapping| {
+      assert_eq!(
+        Segment::open(&name, 0, &OpenOptions::default())
+          .unwrap_err()
+          .code(),
+        "ENOENT"
+      );
+      mapping.write_at(0, b"header").map_err(|_| "write")
+    })
+    .unwrap();
+    assert!(segment.created());
+    let opened = Segment::open(&name, 0, &OpenOptions::default()).unwrap();
+    assert!(!opened.created());
+    let mut bytes = [0u8; 6];
+    opened
+      .map(Access::ReadOnly)
+      .unwrap()
+      .read_at(0, &mut bytes)
+      .unwrap();
+    assert_eq!(&bytes, b"header");
+    Segment::delete(&name).unwrap();
+  }
+
+  #[test]
+  fn a_failed_init_publishes_nothing_and_does_not_run_on_an_existing_segment() {
+    let name = name("init-fails");
+    let failed = Segment::open_with(&name, 4096, &create(), |_| Err("no"));
+    assert!(matches!(failed, Err(OpenError::Init("no"))));
+    assert_eq!(
+      Segment::open(&name, 0, &OpenOptions::default())
+        .unwrap_err()
+        .code(),
+      "ENOENT"
+    );
+    let first = Segment::open(&name, 4096, &create()).unwrap();
+    assert!(first.created());
+    let second = Segment::open_with(&name, 4096, &create(), |_| -> std::result::Result<(), ()> {
+      panic!("init ran on an existing segment")
+    })
+    .unwrap();
+    assert!(!second.created());
+    Segment::delete(&name).unwrap();
+  }
+
+  #[test]
+  fn threads_racing_to_create_publish_one_initialized_segment() {
+    let name = name("init-race");
+    let creators: Vec<_> = (0..4u8)
+      .map(|id| {
+        let name = name.clone();
+        std::thread::spawn(move || {
+          let segment = Segment::open_with(&name, 4096, &create(), |mapping| {
+            mapping.write_at(0, &[id + 1; 64]).map_err(|_| ())
+          })
+          .unwrap();
+          let mut header = [0u8; 64];
+          let mapping = segment.map(Access::ReadOnly).unwrap();
+          mapping.read_at(0, &mut header).unwrap();
+          (segment.created(), header)
+        })
+      })
+      .collect();
+    let results: Vec<_> = creators.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(results.iter().filter(|(created, _)| *created).count(), 1);
+    let header = results[0].1;
+    assert!(header[0] != 0 && header.iter().all(|&b| b == header[0]));
+    assert!(results.iter().all(|(_, seen)| *seen == header));
+    Segment::delete(&name).unwrap();
   }
 }

@@ -9,6 +9,7 @@ use rustix::fs::{self, AtFlags, FallocateFlags, Mode, OFlags, CWD};
 use rustix::io::Errno;
 
 use super::posix::{os_error, Handle};
+use super::CreateOptions;
 use crate::error::{human_bytes, Error, Result};
 
 const SHM_DIR: &str = "/dev/shm";
@@ -68,10 +69,12 @@ impl Unnamed {
 pub(crate) fn create_unnamed(
   _os_name: &str,
   size: u64,
-  mode: u32,
-  reserve: bool,
+  options: &CreateOptions,
 ) -> Result<Unnamed> {
-  let mode = Mode::from_bits_truncate(mode & 0o777);
+  let (reserve, mode) = (
+    options.reserve,
+    Mode::from_bits_truncate(options.mode & 0o777),
+  );
   // An unnamed tmpfs file (open(2), O_TMPFILE) vanishes by itself if we die
   // before naming it. Naming it goes through /proc/self/fd: without /proc,
   // use the named temporary from the start.
@@ -488,6 +491,32 @@ mod tests {
       no_space_detail(4096, None),
       "asked for 4 KiB (4096 bytes); make /dev/shm larger (in a container: --shm-size)"
     );
+  }
+
+  #[test]
+  fn the_temporary_name_fallback_publishes_only_when_told_and_leaves_nothing() {
+    let os_name = format!("/named-shm-fallback-{}", std::process::id());
+    let mode = Mode::from_bits_truncate(0o600);
+    let hidden = |unnamed: &Unnamed| unnamed.temporary.as_ref().unwrap().0.clone();
+    // Dropped unpublished: the hidden name goes, the real one never came.
+    let unnamed = create_via_temporary(4096, mode, true).unwrap();
+    let temporary = hidden(&unnamed);
+    assert!(fs::access(&temporary, fs::Access::EXISTS).is_ok());
+    assert_eq!(open(&os_name, true).unwrap_err().code(), "ENOENT");
+    drop(unnamed);
+    assert!(fs::access(&temporary, fs::Access::EXISTS).is_err());
+    assert_eq!(open(&os_name, true).unwrap_err().code(), "ENOENT");
+    // Published: the name appears, then the hidden one goes.
+    let unnamed = create_via_temporary(4096, mode, true).unwrap();
+    let temporary = hidden(&unnamed);
+    publish(&unnamed, &os_name).unwrap();
+    let taken = create_via_temporary(4096, mode, true).unwrap();
+    assert_eq!(publish(&taken, &os_name).unwrap_err().code(), "EEXIST");
+    drop(taken);
+    let _fd = unnamed.into_handle();
+    assert!(fs::access(&temporary, fs::Access::EXISTS).is_err());
+    assert!(open(&os_name, true).is_ok());
+    unlink(&os_name).unwrap();
   }
 
   #[test]
