@@ -17,6 +17,10 @@ export declare class NativeSegment {
   get osName(): string
   /** Bytes each attachment maps. */
   get size(): number
+  /** The user id that owns the segment; `null` on Windows or once closed. */
+  get owner(): number | null
+  /** The segment's permission bits; `null` on Windows or once closed. */
+  get mode(): number | null
   /** Whether the handle was opened read-only. */
   get readOnly(): boolean
   /** Whether `close()` has run. */

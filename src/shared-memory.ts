@@ -37,7 +37,7 @@ export interface OpenOptions {
    * when creating, and macOS backs segments with ordinary virtual memory.
    */
   reserve?: boolean
-  /** Windows: use the `Global\` namespace (every session). Ignored elsewhere. Default `false`. */
+  /** Windows: use the `Global` namespace (every session). Ignored elsewhere. Default `false`. */
   global?: boolean
 }
 
@@ -53,15 +53,18 @@ export interface AttachOptions {
 
 /** Options of {@link SharedMemory.delete} and {@link SharedMemory.osNameOf}. */
 export interface NameOptions {
-  /** Windows: the `Global\` namespace. Ignored elsewhere. Default `false`. */
+  /** Windows: the `Global` namespace. Ignored elsewhere. Default `false`. */
   global?: boolean
 }
 
 const construct = Symbol('construct')
 
+/** Every key of {@link OpenOptions}. */
+const OPEN_OPTIONS = ['create', 'exclusive', 'mode', 'readOnly', 'reserve', 'global'] as const
+
 /** The `global` option of a {@link NameOptions} argument. */
 function globalOption(options: unknown): boolean {
-  return booleanOption(validateOptions(options), 'global', false)
+  return booleanOption(validateOptions(options, ['global']), 'global', false)
 }
 
 /**
@@ -82,6 +85,13 @@ export class SharedMemory implements Disposable {
   readonly size: number
   /** Whether the handle was opened read-only. */
   readonly readOnly: boolean
+  /**
+   * The user id that owns the segment, as it was at open; `null` on Windows.
+   * The owner can read, write and shrink a segment whatever its mode.
+   */
+  readonly owner: number | null
+  /** The segment's permission bits (`0o600`, ...) as they were at open; `null` on Windows. */
+  readonly mode: number | null
   readonly #native: NativeSegment
 
   /** @internal Use {@link SharedMemory.open}. */
@@ -92,6 +102,13 @@ export class SharedMemory implements Disposable {
     this.osName = native.osName
     this.size = native.size
     this.readOnly = native.readOnly
+    this.owner = native.owner ?? null
+    this.mode = native.mode ?? null
+    // `readonly` binds TypeScript only: JavaScript could assign `size` and
+    // change what read() checks against.
+    for (const key of ['name', 'osName', 'size', 'readOnly', 'owner', 'mode'] as const) {
+      Object.defineProperty(this, key, { writable: false, configurable: false })
+    }
   }
 
   /**
@@ -105,7 +122,7 @@ export class SharedMemory implements Disposable {
   static open(name: string, size: number, options?: OpenOptions): SharedMemory {
     validateString(name, 'name')
     validateInteger(size, 'size')
-    const given = validateOptions(options)
+    const given = validateOptions(options, OPEN_OPTIONS)
     const create = booleanOption(given, 'create', false)
     const exclusive = booleanOption(given, 'exclusive', false)
     const readOnly = booleanOption(given, 'readOnly', false)
@@ -156,7 +173,7 @@ export class SharedMemory implements Disposable {
    */
   attach(options?: AttachOptions): Buffer {
     const native = SharedMemory.#of(this)
-    const given = validateOptions(options)
+    const given = validateOptions(options, ['readOnly'])
     const readOnly = booleanOption(given, 'readOnly', this.readOnly)
     SharedMemory.#throwIfClosed(native)
     if (this.size > kMaxLength) {

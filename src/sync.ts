@@ -5,7 +5,7 @@
 import { types } from 'node:util'
 
 import { cancelWait, checkMutex, initSync, keepAlive, lockMutexAsync, syncCalls, waitWordAsync } from '../binding'
-import { invalidArgType, libraryError, outOfRange, type LibraryErrorCode } from './errors'
+import { invalidArgType, invalidThis, libraryError, outOfRange, type LibraryErrorCode } from './errors'
 import { booleanOption, validateInteger, validateOptions } from './validate'
 
 /** How {@link wait} and {@link waitAsync} end, as `Atomics.wait` says it. */
@@ -147,7 +147,7 @@ interface AsyncOptions {
 }
 
 function validateAsyncOptions(options: unknown): AsyncOptions {
-  const given = validateOptions(options)
+  const given = validateOptions(options, ['signal', 'ref'])
   const ref = booleanOption(given, 'ref', false)
   const signal = given.signal
   if (signal === undefined) return { signal: undefined, ref }
@@ -194,7 +194,7 @@ export function wait(view: Int32Array, index: number, value: number, timeout?: n
   validateInteger(index, 'index')
   const expected = validateExpected(value)
   const ms = validateTimeout(timeout)
-  const spin = booleanOption(validateOptions(options), 'spin', true)
+  const spin = booleanOption(validateOptions(options, ['spin']), 'spin', true)
   return OUTCOMES[native.wait(view, index, expected, ms, spin)] as WaitResult
 }
 
@@ -282,7 +282,7 @@ export class SharedMutex {
   constructor(view: ArrayBufferView, byteOffset = 0, options?: SharedMutexOptions) {
     if (!ArrayBuffer.isView(view)) throw invalidArgType('view', 'a Buffer, TypedArray or DataView', view)
     validateInteger(byteOffset, 'byteOffset')
-    this.#spin = booleanOption(validateOptions(options), 'spin', true)
+    this.#spin = booleanOption(validateOptions(options, ['spin']), 'spin', true)
     checkMutex(view, byteOffset)
     this.#view = view
     this.#byteOffset = byteOffset
@@ -293,6 +293,7 @@ export class SharedMutex {
    * @throws `ERR_SHM_DEADLOCK` if this thread holds it already.
    */
   lock(timeout?: number): LockResult {
+    SharedMutex.#check(this)
     const ms = validateTimeout(timeout)
     return OUTCOMES[native.lock(this.#view, this.#byteOffset, ms, this.#spin)] as LockResult
   }
@@ -304,6 +305,7 @@ export class SharedMutex {
    * very moment is released).
    */
   lockAsync(timeout?: number, options?: AsyncWaitOptions): Promise<LockResult> {
+    SharedMutex.#check(this)
     const ms = validateTimeout(timeout)
     const asyncOptions = validateAsyncOptions(options)
     if (asyncOptions.signal?.aborted) return Promise.reject(abortError(asyncOptions.signal))
@@ -316,6 +318,7 @@ export class SharedMutex {
 
   /** Locks if free (or if its owner died); never waits: `'busy'` otherwise. */
   tryLock(): TryLockResult {
+    SharedMutex.#check(this)
     return OUTCOMES[native.tryLock(this.#view, this.#byteOffset)] as TryLockResult
   }
 
@@ -324,6 +327,12 @@ export class SharedMutex {
    * @throws `ERR_SHM_NOT_OWNER` unless this thread holds the lock.
    */
   unlock(): void {
+    SharedMutex.#check(this)
     native.unlock(this.#view, this.#byteOffset)
+  }
+
+  /** `ERR_INVALID_THIS` unless `self` is a SharedMutex (a method called on another object). */
+  static #check(self: unknown): void {
+    if (typeof self !== 'object' || self === null || !(#view in self)) throw invalidThis('SharedMutex')
   }
 }

@@ -12,10 +12,13 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
 use crate::mapping::Mapping;
+use crate::ranges;
 
 /// One OS mapping of ours.
 struct Entry {
   len: usize,
+  /// Its slot in the signal-safe table of ranges.
+  slot: usize,
   /// The mapping it belongs to (for an alias: the view that owns it).
   owner: Weak<Mapping>,
   /// A copy-on-write view's shared alias: ours, but no caller's view lies
@@ -23,32 +26,76 @@ struct Entry {
   alias: bool,
 }
 
-static REGISTRY: RwLock<BTreeMap<usize, Entry>> = RwLock::new(BTreeMap::new());
+struct Registry {
+  map: BTreeMap<usize, Entry>,
+  /// Slots of the table of ranges given back, to hand out again.
+  free_slots: Vec<usize>,
+  /// The first slot never handed out.
+  next_slot: usize,
+}
 
-// Every edit is one call on the map, so it stays consistent even if a
-// holder panicked.
-fn read() -> RwLockReadGuard<'static, BTreeMap<usize, Entry>> {
+static REGISTRY: RwLock<Registry> = RwLock::new(Registry {
+  map: BTreeMap::new(),
+  free_slots: Vec::new(),
+  next_slot: 0,
+});
+
+// Each edit leaves the registry consistent at every step a panic could
+// interrupt, so a poisoned lock is still safe to use.
+fn read() -> RwLockReadGuard<'static, Registry> {
   REGISTRY.read().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn write() -> RwLockWriteGuard<'static, BTreeMap<usize, Entry>> {
+fn write() -> RwLockWriteGuard<'static, Registry> {
   REGISTRY.write().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Records `[start, start + len)`, just mapped for `owner`.
-pub(crate) fn insert(start: usize, len: usize, owner: Weak<Mapping>, alias: bool) {
-  let previous = write().insert(start, Entry { len, owner, alias });
+/// No slot: the table of ranges is full, so faults there are not ours.
+pub(crate) const NO_SLOT: usize = usize::MAX;
+
+/// Records `[start, start + len)`, just mapped for `owner`; returns its slot
+/// in the signal-safe table of ranges.
+pub(crate) fn insert(start: usize, len: usize, owner: Weak<Mapping>, alias: bool) -> usize {
+  let mut registry = write();
+  let slot = match registry.free_slots.pop() {
+    Some(slot) => slot,
+    None => {
+      registry.next_slot += 1;
+      registry.next_slot - 1
+    }
+  };
+  let slot = if ranges::claim(slot, start, len) {
+    slot
+  } else {
+    NO_SLOT
+  };
+  let previous = registry.map.insert(
+    start,
+    Entry {
+      len,
+      slot,
+      owner,
+      alias,
+    },
+  );
   debug_assert!(previous.is_none(), "two live mappings at {start:#x}");
+  slot
 }
 
 /// Forgets the mapping at `start`, about to be unmapped.
 pub(crate) fn remove(start: usize) {
-  write().remove(&start);
+  let mut registry = write();
+  if let Some(entry) = registry.map.remove(&start) {
+    if entry.slot != NO_SLOT {
+      ranges::release(entry.slot);
+      registry.free_slots.push(entry.slot);
+    }
+  }
 }
 
 /// How many OS mappings this process holds (aliases included).
 pub(crate) fn count() -> usize {
-  read().len()
+  read().map.len()
 }
 
 /// The last mapping that starts at or before `addr`: mappings never
@@ -66,16 +113,17 @@ pub(crate) fn overlaps(addr: usize, len: usize) -> bool {
     return false;
   }
   let last = addr.saturating_add(len - 1);
-  let map = read();
-  at_or_before(&map, last).is_some_and(|(start, entry)| start.saturating_add(entry.len) > addr)
+  let registry = read();
+  at_or_before(&registry.map, last)
+    .is_some_and(|(start, entry)| start.saturating_add(entry.len) > addr)
 }
 
 /// The live (not unmapped) mapping that holds all of `[addr, addr + len)`;
 /// never an alias.
 pub(crate) fn containing(addr: usize, len: usize) -> Option<Arc<Mapping>> {
   let end = addr.checked_add(len)?;
-  let map = read();
-  let (start, entry) = at_or_before(&map, addr)?;
+  let registry = read();
+  let (start, entry) = at_or_before(&registry.map, addr)?;
   if entry.alias || end > start.saturating_add(entry.len) {
     return None;
   }

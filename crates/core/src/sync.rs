@@ -82,6 +82,17 @@ impl SharedWord {
     self.pin.mapping().is_unmapped()
   }
 
+  /// [`crate::Error::Shrunk`] if the word's page lay past the segment's end
+  /// when touched (another process shrank it): it is private zeros now.
+  ///
+  /// # Errors
+  /// As said.
+  pub fn check_shrunk(&self) -> Result<()> {
+    // Touch it first, so a missing page faults (and is marked) now.
+    let _ = self.word().load(Ordering::Relaxed);
+    self.pin.mapping().check_shrunk()
+  }
+
   /// Whether writes through the caller's view reach the segment.
   pub fn is_writable(&self) -> bool {
     self.pin.mapping().access() == Access::ReadWrite

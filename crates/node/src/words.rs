@@ -10,7 +10,7 @@ use std::time::Duration;
 use named_shm_core::{Access, Mapping, SharedWord, MUTEX_BYTES};
 use napi::{sys, Env};
 
-use crate::errors::{throw_code, Kind, NOT_ATTACHED, OUT_OF_RANGE};
+use crate::errors::{throw_code, throw_core, Kind, NOT_ATTACHED, OUT_OF_RANGE};
 
 const INVALID_ARG_TYPE: &str = "ERR_INVALID_ARG_TYPE";
 const INVALID_ARG_VALUE: &str = "ERR_INVALID_ARG_VALUE";
@@ -169,7 +169,16 @@ fn resolve(
     ));
   }
   let offset = address - mapping.as_ptr() as usize;
-  Ok(Found { mapping, offset })
+  let found = Found { mapping, offset };
+  // Touch the word before trusting it: a segment another process shrank
+  // faults here, and the fault handler marks the mapping.
+  // SAFETY: an aligned word in a live mapping (found above, and the caller's
+  // view keeps it mapped for this call).
+  let _ = unsafe { ptr::read_volatile(found.shared().cast::<u32>()) };
+  if let Err(error) = found.mapping.check_shrunk() {
+    return Err(throw_core(env, &error));
+  }
+  Ok(found)
 }
 
 /// The 4-byte word for a call that ends before JavaScript runs again.
