@@ -58,22 +58,23 @@ export declare function checkMutex(view: ArrayBufferView, byteOffset: number): v
 export declare function deleteSegment(name: string, global: boolean): void
 
 /**
- * Registers `(id, outcome, detail)` as this thread's receiver of async
- * outcomes (called once per thread by the facade).
+ * Registers `(id, outcome, detail)` as a receiver of async outcomes on this
+ * thread and returns its token, which the facade passes with each request
+ * (called once per copy of the facade per thread).
  */
-export declare function initSync(callback: (id: number, outcome: number, detail: string) => void): void
+export declare function initSync(callback: (id: number, outcome: number, detail: string) => void): number
 
 /**
- * Whether this thread's pending async waits keep the event loop alive
- * (the facade turns it on while a `{ ref: true }` wait is pending).
+ * Whether the pending async waits of the receiver `token` keep the event
+ * loop alive (the facade turns it on while a `{ ref: true }` wait is pending).
  */
-export declare function keepAlive(on: boolean): void
+export declare function keepAlive(on: boolean, token: number): void
 
 /**
  * Starts a `lockAsync` for this thread: a pending id (> 0), or `-1 - code`
  * when it ends at once (`ok`, `owner-died`, or `timed-out` for a zero timeout).
  */
-export declare function lockMutexAsync(view: ArrayBufferView, byteOffset: number, timeoutMs: number): number
+export declare function lockMutexAsync(view: ArrayBufferView, byteOffset: number, timeoutMs: number, token: number): number
 
 /** What `NativeSegment.open` needs, already validated by the facade. */
 export interface NativeOpenOptions {
@@ -104,4 +105,4 @@ export declare function syncCalls(): { wait(view: Int32Array, index: number, exp
  * Starts a `waitAsync`: a pending id (> 0), or `-1 - code` when it ends at
  * once (`not-equal`, or `timed-out` for a zero timeout).
  */
-export declare function waitWordAsync(view: Int32Array, index: number, expected: number, timeoutMs: number): number
+export declare function waitWordAsync(view: Int32Array, index: number, expected: number, timeoutMs: number, token: number): number

@@ -69,13 +69,14 @@ const pending = new Map<number, Pending>()
  * still reports each of them once; a lock that it took meanwhile is released.
  */
 const abandoned = new Map<number, (() => void) | undefined>()
-let initialized = false
+/** This copy's receiver on the native side (`initSync`), once made. */
+let token: number | undefined
 /** Pending waits with `ref: true`; while any, the event loop stays alive. */
 let refs = 0
 
 function holdLoop(on: boolean): void {
   refs += on ? 1 : -1
-  if (refs === (on ? 1 : 0)) keepAlive(on)
+  if (refs === (on ? 1 : 0) && token !== undefined) keepAlive(on, token)
 }
 
 function settled(id: number, code: number, detail: string): void {
@@ -103,10 +104,13 @@ function settled(id: number, code: number, detail: string): void {
   }
 }
 
-function ensureInitialized(): void {
-  if (initialized) return
-  initSync(settled)
-  initialized = true
+/**
+ * This copy's receiver token. Each copy of this module loaded in a thread
+ * registers its own, so that outcomes come back to the copy that asked.
+ */
+function receiver(): number {
+  token ??= initSync(settled)
+  return token
 }
 
 function abortError(signal: AbortSignal | undefined): Error {
@@ -222,8 +226,7 @@ export function waitAsync(
   const ms = validateTimeout(timeout)
   const asyncOptions = validateAsyncOptions(options)
   if (asyncOptions.signal?.aborted) return Promise.reject(abortError(asyncOptions.signal))
-  ensureInitialized()
-  return track(waitWordAsync(view, index, expected, ms), asyncOptions) as Promise<WaitResult>
+  return track(waitWordAsync(view, index, expected, ms, receiver()), asyncOptions) as Promise<WaitResult>
 }
 
 /**
@@ -309,10 +312,9 @@ export class SharedMutex {
     const ms = validateTimeout(timeout)
     const asyncOptions = validateAsyncOptions(options)
     if (asyncOptions.signal?.aborted) return Promise.reject(abortError(asyncOptions.signal))
-    ensureInitialized()
     const view = this.#view
     const byteOffset = this.#byteOffset
-    const started = lockMutexAsync(view, byteOffset, ms)
+    const started = lockMutexAsync(view, byteOffset, ms, receiver())
     return track(started, asyncOptions, () => native.unlock(view, byteOffset)) as Promise<LockResult>
   }
 

@@ -4,9 +4,12 @@
 //! arguments and turns the outcome codes into strings; this layer still
 //! checks every bound, so a caller that skips the facade cannot crash.
 //!
-//! Async outcomes travel back through one unreferenced threadsafe function
-//! per JavaScript thread (`initSync`): a pending `waitAsync` neither keeps
-//! the process alive nor occupies libuv's thread pool.
+//! Async outcomes travel back through unreferenced threadsafe functions
+//! (`initSync`), one per copy of the facade loaded in a JavaScript thread
+//! (a cleared `require` cache or a test runner's fresh module registry loads
+//! it again): each request goes back to the copy that made it. A pending
+//! `waitAsync` neither keeps the process alive nor occupies libuv's thread
+//! pool.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -57,41 +60,50 @@ impl Settle for JsSettler {
 }
 
 thread_local! {
-  static SETTLER: RefCell<Option<Arc<JsSettler>>> = const { RefCell::new(None) };
+  /// This thread's receivers, by the token `initSync` returned.
+  static SETTLERS: RefCell<Vec<Arc<JsSettler>>> = const { RefCell::new(Vec::new()) };
 }
 
-fn settler(env: &Env) -> napi::Result<Arc<dyn Settle>> {
-  SETTLER
-    .with(|settler| settler.borrow().clone())
+fn find_settler(token: u32) -> Option<Arc<JsSettler>> {
+  SETTLERS.with(|settlers| settlers.borrow().get(token as usize).cloned())
+}
+
+fn settler(env: &Env, token: u32) -> napi::Result<Arc<dyn Settle>> {
+  find_settler(token)
     .map(|settler| settler as Arc<dyn Settle>)
     .ok_or_else(|| {
       throw_code(
         env,
         Kind::Error,
         "ERR_SHM_SYNC_INIT",
-        "initSync() was not called on this thread",
+        "initSync() did not return this token on this thread",
       )
     })
 }
 
-/// Registers `(id, outcome, detail)` as this thread's receiver of async
-/// outcomes (called once per thread by the facade).
+/// Registers `(id, outcome, detail)` as a receiver of async outcomes on this
+/// thread and returns its token, which the facade passes with each request
+/// (called once per copy of the facade per thread).
 #[napi(ts_args_type = "callback: (id: number, outcome: number, detail: string) => void")]
-pub fn init_sync(callback: Function<'_, Args, Unknown<'static>>) -> napi::Result<()> {
+pub fn init_sync(callback: Function<'_, Args, Unknown<'static>>) -> napi::Result<u32> {
   let callback = callback
     .build_threadsafe_function::<Args>()
     .weak::<true>()
     .callee_handled::<false>()
     .build()?;
-  SETTLER.with(|settler| *settler.borrow_mut() = Some(Arc::new(JsSettler { callback })));
-  Ok(())
+  let settler = Arc::new(JsSettler { callback });
+  Ok(SETTLERS.with(|settlers| {
+    let mut settlers = settlers.borrow_mut();
+    settlers.push(settler);
+    u32::try_from(settlers.len() - 1).unwrap_or(u32::MAX)
+  }))
 }
 
-/// Whether this thread's pending async waits keep the event loop alive
-/// (the facade turns it on while a `{ ref: true }` wait is pending).
+/// Whether the pending async waits of the receiver `token` keep the event
+/// loop alive (the facade turns it on while a `{ ref: true }` wait is pending).
 #[napi]
-pub fn keep_alive(env: Env, on: bool) -> napi::Result<()> {
-  let Some(settler) = SETTLER.with(|settler| settler.borrow().clone()) else {
+pub fn keep_alive(env: Env, on: bool, token: u32) -> napi::Result<()> {
+  let Some(settler) = find_settler(token) else {
     return Ok(());
   };
   let raw = settler.callback.raw();
@@ -109,13 +121,16 @@ pub fn keep_alive(env: Env, on: bool) -> napi::Result<()> {
 
 /// Starts a `waitAsync`: a pending id (> 0), or `-1 - code` when it ends at
 /// once (`not-equal`, or `timed-out` for a zero timeout).
-#[napi(ts_args_type = "view: Int32Array, index: number, expected: number, timeoutMs: number")]
+#[napi(
+  ts_args_type = "view: Int32Array, index: number, expected: number, timeoutMs: number, token: number"
+)]
 pub fn wait_word_async(
   env: Env,
   view: Unknown<'_>,
   index: f64,
   expected: i32,
   timeout_ms: f64,
+  token: u32,
 ) -> napi::Result<f64> {
   let word = shared_word(&env, view.value().value, index * 4.0, 4, true)?;
   let timeout = timeout(&env, timeout_ms)?;
@@ -131,7 +146,7 @@ pub fn wait_word_async(
       expected: expected as u32,
     },
     timeout,
-    settle: settler(&env)?,
+    settle: settler(&env, token)?,
   };
   let id = waiter::submit(request).map_err(|e| throw_core(&env, &e))?;
   Ok(id as f64)
@@ -158,12 +173,13 @@ pub fn check_mutex(env: Env, view: Unknown<'_>, byte_offset: f64) -> napi::Resul
 
 /// Starts a `lockAsync` for this thread: a pending id (> 0), or `-1 - code`
 /// when it ends at once (`ok`, `owner-died`, or `timed-out` for a zero timeout).
-#[napi(ts_args_type = "view: ArrayBufferView, byteOffset: number, timeoutMs: number")]
+#[napi(ts_args_type = "view: ArrayBufferView, byteOffset: number, timeoutMs: number, token: number")]
 pub fn lock_mutex_async(
   env: Env,
   view: Unknown<'_>,
   byte_offset: f64,
   timeout_ms: f64,
+  token: u32,
 ) -> napi::Result<f64> {
   let word = shared_word(&env, view.value().value, byte_offset, MUTEX_BYTES, false)?;
   if !word.is_writable() {
@@ -181,7 +197,7 @@ pub fn lock_mutex_async(
       owner: Owner::current(),
     },
     timeout,
-    settle: settler(&env)?,
+    settle: settler(&env, token)?,
   };
   let id = waiter::submit(request).map_err(|e| throw_core(&env, &e))?;
   Ok(id as f64)
