@@ -62,7 +62,7 @@ export declare function deleteSegment(name: string, global: boolean): void
  * thread and returns its token, which the facade passes with each request
  * (called once per copy of the facade per thread).
  */
-export declare function initSync(callback: (id: number, outcome: number, detail: string) => void): number
+export declare function initSync(callback: (id: number, outcome: SyncOutcome, code: string, message: string, errno: number, syscall: string) => void): number
 
 /**
  * Whether the pending async waits of the receiver `token` keep the event
@@ -100,6 +100,32 @@ export declare function pendingWaits(): number
 
 /** The hot synchronous calls, as an object of plain functions. */
 export declare function syncCalls(): { wait(view: Int32Array, index: number, expected: number, timeoutMs: number, spin: boolean): number; notify(view: Int32Array, index: number, count: number): number; lock(view: ArrayBufferView, byteOffset: number, timeoutMs: number, spin: boolean): number; tryLock(view: ArrayBufferView, byteOffset: number): number; unlock(view: ArrayBufferView, byteOffset: number): void }
+
+/**
+ * The outcome of `wait`, `waitAsync`, `lock`, `lockAsync` and `tryLock`.
+ * The facade turns the first five into the strings users see.
+ */
+export declare const enum SyncOutcome {
+  /** `'ok'`: woken, changed, or locked. */
+  Ok = 0,
+  /** `'not-equal'`: the word did not hold the expected value. */
+  NotEqual = 1,
+  /** `'timed-out'`: the timeout passed. */
+  TimedOut = 2,
+  /** `'owner-died'`: locked, taken over from an owner that died. */
+  OwnerDied = 3,
+  /** `'busy'`: `tryLock` found the mutex held. */
+  Busy = 4,
+  /** An async wait's view was detached meanwhile. */
+  Detached = 5,
+  /** An async wait was cancelled (its signal aborted). */
+  Cancelled = 6,
+  /**
+   * An async wait failed with an error (its code, message, errno, syscall
+   * come along).
+   */
+  Failed = 7,
+}
 
 /**
  * Starts a `waitAsync`: a pending id (> 0), or `-1 - code` when it ends at

@@ -4,7 +4,7 @@
 
 import { types } from 'node:util'
 
-import { cancelWait, checkMutex, initSync, keepAlive, lockMutexAsync, syncCalls, waitWordAsync } from '../binding'
+import { SyncOutcome, cancelWait, checkMutex, initSync, keepAlive, lockMutexAsync, syncCalls, waitWordAsync } from '../binding'
 import { invalidArgType, invalidThis, libraryError, outOfRange, type LibraryErrorCode } from './errors'
 import { booleanOption, validateInteger, validateOptions } from './validate'
 
@@ -46,12 +46,9 @@ export interface SharedMutexOptions {
 /** The synchronous calls, as plain Node-API functions (crates/node/src/hot.rs). */
 const native = syncCalls()
 
-// Outcome codes of the binding (crates/node/src/hot.rs, sync.rs).
+// What the binding's SyncOutcome codes (crates/node/src/outcome.rs, a const
+// enum in binding.d.ts) mean to users: OUTCOMES[SyncOutcome.Ok] is 'ok', ...
 const OUTCOMES = ['ok', 'not-equal', 'timed-out', 'owner-died', 'busy'] as const
-const OK = 0
-const OWNER_DIED = 3
-const DETACHED = 5
-const CANCELLED = 6
 
 type Outcome = (typeof OUTCOMES)[number]
 
@@ -79,12 +76,12 @@ function holdLoop(on: boolean): void {
   if (refs === (on ? 1 : 0) && token !== undefined) keepAlive(on, token)
 }
 
-function settled(id: number, code: number, detail: string): void {
+function settled(id: number, code: SyncOutcome, errorCode: string, message: string, errno: number, syscall: string): void {
   const waiter = pending.get(id)
   if (waiter === undefined) {
     const release = abandoned.get(id)
     abandoned.delete(id)
-    if (release !== undefined && (code === OK || code === OWNER_DIED)) {
+    if (release !== undefined && (code === SyncOutcome.Ok || code === SyncOutcome.OwnerDied)) {
       try {
         release()
       } catch {
@@ -95,12 +92,14 @@ function settled(id: number, code: number, detail: string): void {
   }
   pending.delete(id)
   waiter.done()
-  if (code < OUTCOMES.length) waiter.resolve(OUTCOMES[code])
-  else if (code === DETACHED) waiter.reject(libraryError('ERR_SHM_NOT_ATTACHED', 'The view was detached while waiting'))
-  else if (code === CANCELLED) waiter.reject(abortError(undefined))
+  if (code <= SyncOutcome.Busy) waiter.resolve(OUTCOMES[code as number] as Outcome)
+  else if (code === SyncOutcome.Detached) waiter.reject(libraryError('ERR_SHM_NOT_ATTACHED', 'The view was detached while waiting'))
+  else if (code === SyncOutcome.Cancelled) waiter.reject(abortError(undefined))
   else {
-    const [errorCode, message] = detail.split('|', 2)
-    waiter.reject(libraryError(errorCode as LibraryErrorCode, message ?? detail))
+    const error = libraryError(errorCode as LibraryErrorCode, message)
+    // An OS error keeps its errno and syscall, as the synchronous calls' do.
+    if (errno !== 0) Object.assign(error, { errno, syscall })
+    waiter.reject(error)
   }
 }
 

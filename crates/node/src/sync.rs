@@ -23,15 +23,14 @@ use napi::{sys, Env, JsValue, Status};
 use napi_derive::napi;
 
 use crate::errors::{throw_code, throw_core, Kind};
-use crate::hot::{lock_code, NOT_EQUAL, OK, OWNER_DIED, TIMED_OUT};
+use crate::hot::lock_code;
+use crate::outcome::SyncOutcome;
 use crate::words::{mutex_word, read_only, shared_word, timeout};
 
-/// Outcome codes of async ends only (the others are in hot.rs).
-const DETACHED: u32 = 5;
-const CANCELLED: u32 = 6;
-const FAILED: u32 = 7;
-
-type Args = FnArgs<(f64, u32, String)>;
+/// `(id, outcome, code, message, errno, syscall)`: the last four describe
+/// the error of a `Failed` outcome (errno negative as on Node's fs errors,
+/// 0 and "" when the error is not the OS's), and are empty otherwise.
+type Args = FnArgs<(f64, u32, String, String, i32, String)>;
 type Callback = ThreadsafeFunction<Args, Unknown<'static>, Args, Status, false, true>;
 
 /// Delivers async outcomes to this JavaScript thread's callback.
@@ -41,15 +40,38 @@ struct JsSettler {
 
 impl Settle for JsSettler {
   fn settle(&self, id: u64, outcome: AsyncOutcome) -> bool {
-    let (code, detail) = match outcome {
-      AsyncOutcome::Ok => (OK, String::new()),
-      AsyncOutcome::OwnerDied => (OWNER_DIED, String::new()),
-      AsyncOutcome::TimedOut => (TIMED_OUT, String::new()),
-      AsyncOutcome::Detached => (DETACHED, String::new()),
-      AsyncOutcome::Cancelled => (CANCELLED, String::new()),
-      AsyncOutcome::Failed(error) => (FAILED, format!("{}|{error}", error.code())),
+    let outcome = match outcome {
+      AsyncOutcome::Ok => SyncOutcome::Ok,
+      AsyncOutcome::OwnerDied => SyncOutcome::OwnerDied,
+      AsyncOutcome::TimedOut => SyncOutcome::TimedOut,
+      AsyncOutcome::Detached => SyncOutcome::Detached,
+      AsyncOutcome::Cancelled => SyncOutcome::Cancelled,
+      AsyncOutcome::Failed(error) => {
+        let args = FnArgs::from((
+          id as f64,
+          SyncOutcome::Failed.code(),
+          error.code().to_owned(),
+          error.to_string(),
+          error.errno().map_or(0, |errno| -errno),
+          error.syscall().unwrap_or_default().to_owned(),
+        ));
+        return self.deliver(args);
+      }
     };
-    let args = FnArgs::from((id as f64, code, detail));
+    let empty = String::new;
+    self.deliver(FnArgs::from((
+      id as f64,
+      outcome.code(),
+      empty(),
+      empty(),
+      0,
+      empty(),
+    )))
+  }
+}
+
+impl JsSettler {
+  fn deliver(&self, args: Args) -> bool {
     // Once the environment is gone the call reports `Closing`: say so, so a
     // lock taken for nobody is released.
     self
@@ -84,7 +106,9 @@ fn settler(env: &Env, token: u32) -> napi::Result<Arc<dyn Settle>> {
 /// Registers `(id, outcome, detail)` as a receiver of async outcomes on this
 /// thread and returns its token, which the facade passes with each request
 /// (called once per copy of the facade per thread).
-#[napi(ts_args_type = "callback: (id: number, outcome: number, detail: string) => void")]
+#[napi(
+  ts_args_type = "callback: (id: number, outcome: SyncOutcome, code: string, message: string, errno: number, syscall: string) => void"
+)]
 pub fn init_sync(callback: Function<'_, Args, Unknown<'static>>) -> napi::Result<u32> {
   let callback = callback
     .build_threadsafe_function::<Args>()
@@ -135,10 +159,10 @@ pub fn wait_word_async(
   let word = shared_word(&env, view.value().value, index * 4.0, 4, true)?;
   let timeout = timeout(&env, timeout_ms)?;
   if word.word().load(std::sync::atomic::Ordering::SeqCst) != expected as u32 {
-    return Ok(-1.0 - f64::from(NOT_EQUAL));
+    return Ok(-1.0 - f64::from(SyncOutcome::NotEqual.code()));
   }
   if timeout == Some(Duration::ZERO) {
-    return Ok(-1.0 - f64::from(TIMED_OUT));
+    return Ok(-1.0 - f64::from(SyncOutcome::TimedOut.code()));
   }
   let request = Request {
     word,
@@ -173,7 +197,9 @@ pub fn check_mutex(env: Env, view: Unknown<'_>, byte_offset: f64) -> napi::Resul
 
 /// Starts a `lockAsync` for this thread: a pending id (> 0), or `-1 - code`
 /// when it ends at once (`ok`, `owner-died`, or `timed-out` for a zero timeout).
-#[napi(ts_args_type = "view: ArrayBufferView, byteOffset: number, timeoutMs: number, token: number")]
+#[napi(
+  ts_args_type = "view: ArrayBufferView, byteOffset: number, timeoutMs: number, token: number"
+)]
 pub fn lock_mutex_async(
   env: Env,
   view: Unknown<'_>,
@@ -187,7 +213,9 @@ pub fn lock_mutex_async(
   }
   let timeout = timeout(&env, timeout_ms)?;
   match SharedMutex::new(word.pair()).try_lock() {
-    LockOutcome::Busy if timeout == Some(Duration::ZERO) => return Ok(-1.0 - f64::from(TIMED_OUT)),
+    LockOutcome::Busy if timeout == Some(Duration::ZERO) => {
+      return Ok(-1.0 - f64::from(SyncOutcome::TimedOut.code()))
+    }
     LockOutcome::Busy => {}
     outcome => return Ok(-1.0 - f64::from(lock_code(outcome))),
   }
