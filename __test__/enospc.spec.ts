@@ -1,4 +1,4 @@
-// A full /dev/shm (issue 3, SPEC §1 `reserve`): each case runs a child in its
+// A full /dev/shm (`reserve`): each case runs a child in its
 // own mount namespace with a 16 MiB tmpfs on /dev/shm, which vanishes with it.
 
 import { readdirSync, readFileSync } from 'node:fs'

@@ -1,4 +1,4 @@
-// SPEC §1 open options: the size rules, mode (and the umask), readOnly, and
+// Open options: the size rules, mode (and the umask), readOnly, and
 // argument errors.
 
 import { existsSync, readFileSync, statSync } from 'node:fs'

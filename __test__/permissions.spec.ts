@@ -1,4 +1,4 @@
-// Another user (issue 3): `nobody` against segments root made with mode
+// Another user: `nobody` against segments root made with mode
 // 0o600 and 0o644. The package is copied to a world-readable temporary
 // directory, since the checkout may sit where nobody cannot enter.
 

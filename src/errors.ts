@@ -1,4 +1,4 @@
-// Errors shaped like Node's own (SPEC §3): a `code` property, and messages
+// Errors shaped like Node's own: a `code` property, and messages
 // that name the argument.
 
 /** Every `code` this package throws, besides the errno names of OS errors. */

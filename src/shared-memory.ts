@@ -1,4 +1,4 @@
-// The SharedMemory class (SPEC §1): validates, then calls the binding.
+// The SharedMemory class: validates, then calls the binding.
 
 import { kMaxLength } from 'node:buffer'
 
@@ -25,16 +25,15 @@ export interface OpenOptions {
   readOnly?: boolean
   /**
    * When creating, reserve the memory now, so that a full `/dev/shm` fails here
-   * with `ENOSPC` instead of killing the process with SIGBUS on a later write.
-   * Default `true`.
+   * with `ENOSPC` instead of on a later write. Default `true`.
    *
    * With `false` (Linux), creating only sets the size and succeeds even beyond
    * the free space; each page is allocated when first written. If `/dev/shm`
-   * is full by then, the kernel sends SIGBUS to the process writing that page,
-   * through a view or `write()`, and it dies (JavaScript cannot catch it);
-   * other processes and pages already written are unaffected. Use it only for
-   * sparse segments. It matters on Linux only: Windows commits the whole size
-   * when creating, and macOS backs segments with ordinary virtual memory.
+   * is full by then, a write through a view to that page lands in a private
+   * zero page and is lost (the process is not killed), and `read()`/`write()`
+   * throw `ENOSPC`. Use it only for sparse segments. It matters on Linux only:
+   * Windows commits the whole size when creating, and macOS backs segments
+   * with ordinary virtual memory.
    */
   reserve?: boolean
   /** Windows: use the `Global` namespace (every session). Ignored elsewhere. Default `false`. */

@@ -1,4 +1,4 @@
-// Cross-process synchronization (SPEC §5): Atomics.wait/notify that reach
+// Cross-process synchronization: Atomics.wait/notify that reach
 // every process attached to a segment, an async wait that never blocks the
 // event loop, and a mutex that survives its owner's death.
 

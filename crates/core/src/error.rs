@@ -1,4 +1,4 @@
-//! Errors (SPEC §3): OS errors keep their errno and the syscall that failed;
+//! Errors: OS errors keep their errno and the syscall that failed;
 //! the library's own kinds carry the stable codes JavaScript sees.
 
 use std::fmt;
@@ -22,7 +22,7 @@ pub enum Error {
     /// More to say than the errno's own text (what was asked, what is free).
     detail: Option<String>,
   },
-  /// A name that breaks a rule of SPEC §2.
+  /// A name that breaks a naming rule.
   InvalidName {
     /// The name as given.
     name: String,

@@ -13,7 +13,7 @@
 //! # Ok::<(), named_shm_core::Error>(())
 //! ```
 //!
-//! Cross-process synchronization on segment words (SPEC §5) is in `sync`
+//! Cross-process synchronization on segment words is in `sync`
 //! (`wait`, `notify`), `mutex` (`SharedMutex`) and [`waiter`] (waits that
 //! end on a thread of their own, for `waitAsync` and `lockAsync`).
 //!
@@ -22,7 +22,11 @@
 //! codes, size rules) is plain code tested on every platform.
 
 #![deny(clippy::all)]
-#![warn(missing_docs)]
+#![deny(
+  missing_docs,
+  unsafe_op_in_unsafe_fn,
+  clippy::undocumented_unsafe_blocks
+)]
 
 mod error;
 mod mapping;

@@ -1,4 +1,4 @@
-//! Cross-process `wait` and `notify` on the words of a segment (SPEC §5):
+//! Cross-process `wait` and `notify` on the words of a segment:
 //! `Atomics.wait`/`Atomics.notify` that reach every process attached to it.
 //!
 //! A wait first spins for a moment (2 to 100 µs, learned per thread),

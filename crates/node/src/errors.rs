@@ -6,7 +6,7 @@ use std::ptr;
 use named_shm_core as core;
 use napi::{sys, Env, Error, Status};
 
-/// Library codes the binding raises itself (SPEC §3).
+/// Library codes the binding raises itself.
 pub const CLOSED: &str = "ERR_SHM_CLOSED";
 pub const NOT_ATTACHED: &str = "ERR_SHM_NOT_ATTACHED";
 pub const EXTERNAL_BUFFERS: &str = "ERR_SHM_EXTERNAL_BUFFERS";

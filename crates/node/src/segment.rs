@@ -46,7 +46,7 @@ pub struct NativeOpenOptions {
   pub global: bool,
 }
 
-/// Parses `name` for this platform (SPEC §2).
+/// Parses `name` for this platform.
 fn parse_name(env: &Env, name: &str, global: bool) -> napi::Result<Name> {
   let namespace = if global {
     Namespace::Global

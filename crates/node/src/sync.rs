@@ -1,4 +1,4 @@
-//! SPEC §5 for JavaScript, the asynchronous half: `waitAsync`,
+//! Synchronization for JavaScript, the asynchronous half: `waitAsync`,
 //! `lockAsync` and their cancellation (the synchronous calls are in hot.rs,
 //! finding words in words.rs). The facade (src/sync.ts) validates the
 //! arguments and turns the outcome codes into strings; this layer still
