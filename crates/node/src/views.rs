@@ -113,6 +113,12 @@ impl View {
     (status == sys::Status::napi_ok && !value.is_null()).then_some(value)
   }
 
+  /// Whether `buffer` is still a live `ArrayBuffer` over this view's memory
+  /// (JavaScript may have detached or transferred it).
+  pub fn is_live_buffer(&self, env: &Env, buffer: sys::napi_value) -> bool {
+    self.is_over_memory(env, buffer)
+  }
+
   /// Whether `buffer` is a live `ArrayBuffer` over this view's memory.
   fn is_over_memory(&self, env: &Env, buffer: sys::napi_value) -> bool {
     let mut data = ptr::null_mut();
