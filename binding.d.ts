@@ -64,6 +64,42 @@ export declare function checkMutex(view: ArrayBufferView, byteOffset: number): v
 /** Removes the segment `name` (`PR_DeleteSharedMemory`). */
 export declare function deleteSegment(name: string, global: boolean): void
 
+/** The library's own error codes. Codes never change once released. */
+export declare const enum ErrorCode {
+  /** An argument or option has the wrong type. */
+  ERR_INVALID_ARG_TYPE = 'ERR_INVALID_ARG_TYPE',
+  /** Right type, unacceptable value (an unknown option key among them). */
+  ERR_INVALID_ARG_VALUE = 'ERR_INVALID_ARG_VALUE',
+  /** A method called on something that is not its class's instance. */
+  ERR_INVALID_THIS = 'ERR_INVALID_THIS',
+  /** `new SharedMemory()`: handles come from `SharedMemory.open()`. */
+  ERR_ILLEGAL_CONSTRUCTOR = 'ERR_ILLEGAL_CONSTRUCTOR',
+  /** A size, offset, index or timeout outside its range. */
+  ERR_OUT_OF_RANGE = 'ERR_OUT_OF_RANGE',
+  /** A call on a closed handle. */
+  ERR_SHM_CLOSED = 'ERR_SHM_CLOSED',
+  /** A view that is not a live attachment. */
+  ERR_SHM_NOT_ATTACHED = 'ERR_SHM_NOT_ATTACHED',
+  /** The segment is smaller than asked, or shrank under us. */
+  ERR_SHM_SIZE = 'ERR_SHM_SIZE',
+  /** A write or a mutex through something read-only. */
+  ERR_SHM_READ_ONLY = 'ERR_SHM_READ_ONLY',
+  /** Open-or-create found a segment another user owns. */
+  ERR_SHM_FOREIGN_OWNER = 'ERR_SHM_FOREIGN_OWNER',
+  /** The runtime forbids external buffers (Electron >= 21). */
+  ERR_SHM_EXTERNAL_BUFFERS = 'ERR_SHM_EXTERNAL_BUFFERS',
+  /** `init` detached or transferred its view. */
+  ERR_SHM_INIT_DETACHED = 'ERR_SHM_INIT_DETACHED',
+  /** `unlock()` by a thread that does not hold the mutex. */
+  ERR_SHM_NOT_OWNER = 'ERR_SHM_NOT_OWNER',
+  /** A blocking `lock()` by the thread that holds the mutex. */
+  ERR_SHM_DEADLOCK = 'ERR_SHM_DEADLOCK',
+  /** An async wait before `initSync()` on this thread (the facade's bug). */
+  ERR_SHM_SYNC_INIT = 'ERR_SHM_SYNC_INIT',
+  /** Node-API itself failed (the runtime's bug, or memory exhausted). */
+  ERR_SHM_NODE_API = 'ERR_SHM_NODE_API',
+}
+
 /**
  * Registers `(id, outcome, detail)` as a receiver of async outcomes on this
  * thread and returns its token, which the facade passes with each request

@@ -839,6 +839,7 @@ module.exports.NativeSegment = nativeBinding.NativeSegment
 module.exports.cancelWait = nativeBinding.cancelWait
 module.exports.checkMutex = nativeBinding.checkMutex
 module.exports.deleteSegment = nativeBinding.deleteSegment
+module.exports.ErrorCode = nativeBinding.ErrorCode
 module.exports.initSync = nativeBinding.initSync
 module.exports.keepAlive = nativeBinding.keepAlive
 module.exports.lockMutexAsync = nativeBinding.lockMutexAsync

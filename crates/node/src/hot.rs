@@ -11,7 +11,7 @@ use named_shm_core::{notify, wait, LockOutcome, SharedMutex, WaitOutcome};
 use napi::{sys, Env};
 use napi_derive::napi;
 
-use crate::errors::{check, throw_code, throw_core, Kind};
+use crate::errors::{check, throw_code, throw_core, ErrorCode, Kind};
 use crate::outcome::SyncOutcome;
 use crate::words::{mutex_word, timeout, word};
 
@@ -87,7 +87,7 @@ fn type_error(env: &Env, what: &str, expected: &str) -> napi::Error {
   throw_code(
     env,
     Kind::TypeError,
-    "ERR_INVALID_ARG_TYPE",
+    ErrorCode::ERR_INVALID_ARG_TYPE,
     &format!("The \"{what}\" argument must be {expected}"),
   )
 }
@@ -139,7 +139,7 @@ unsafe fn respond(
     // Our own errors are pending exceptions already; throw anything else.
     Err(error) if error.status != napi::Status::PendingException => {
       let message = format!("{}: {}", error.status, error.reason);
-      throw_code(&env, Kind::Error, "ERR_SHM_NODE_API", &message);
+      throw_code(&env, Kind::Error, ErrorCode::ERR_SHM_NODE_API, &message);
     }
     Err(_) => {}
   }

@@ -4,6 +4,7 @@
 
 #![deny(clippy::all)]
 
+mod codes;
 mod errors;
 mod hot;
 mod outcome;
@@ -12,6 +13,7 @@ mod sync;
 mod views;
 mod words;
 
+pub use codes::ErrorCode;
 pub use hot::sync_calls;
 pub use outcome::SyncOutcome;
 pub use segment::{delete_segment, os_name_of, NativeOpenOptions, NativeSegment};

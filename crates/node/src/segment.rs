@@ -115,15 +115,18 @@ impl NativeSegment {
       read_only: options.read_only,
       reserve: options.reserve,
     };
-    let init = init.map(|init| init.value().value);
-    let segment = Segment::open_with(&name, size, &core_options, |mapping| match init {
-      Some(init) => run_init(&env, init, mapping),
-      None => Ok(()),
-    })
-    .map_err(|error| match error {
-      OpenError::Open(error) => throw_core(&env, &error),
-      OpenError::Init(error) => error,
-    })?;
+    // Without `init` nothing maps the new segment: a sparse one larger than
+    // the address space (`reserve: false`) must still open.
+    let segment = match init.map(|init| init.value().value) {
+      Some(init) => Segment::open_with(&name, size, &core_options, |mapping| {
+        run_init(&env, init, mapping)
+      })
+      .map_err(|error| match error {
+        OpenError::Open(error) => throw_core(&env, &error),
+        OpenError::Init(error) => error,
+      })?,
+      None => Segment::open(&name, size, &core_options).map_err(|e| throw_core(&env, &e))?,
+    };
     Ok(NativeSegment {
       segment: Some(segment),
       views: HashMap::new(),

@@ -22,7 +22,7 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{sys, Env, JsValue, Status};
 use napi_derive::napi;
 
-use crate::errors::{throw_code, throw_core, Kind};
+use crate::errors::{throw_code, throw_core, ErrorCode, Kind};
 use crate::hot::lock_code;
 use crate::outcome::SyncOutcome;
 use crate::words::{mutex_word, read_only, shared_word, timeout};
@@ -97,7 +97,7 @@ fn settler(env: &Env, token: u32) -> napi::Result<Arc<dyn Settle>> {
       throw_code(
         env,
         Kind::Error,
-        "ERR_SHM_SYNC_INIT",
+        ErrorCode::ERR_SHM_SYNC_INIT,
         "initSync() did not return this token on this thread",
       )
     })

@@ -10,11 +10,10 @@ use std::time::Duration;
 use named_shm_core::{Access, Mapping, SharedWord, MUTEX_BYTES};
 use napi::{sys, Env};
 
-use crate::errors::{throw_code, throw_core, Kind, NOT_ATTACHED, OUT_OF_RANGE};
-
-const INVALID_ARG_TYPE: &str = "ERR_INVALID_ARG_TYPE";
-const INVALID_ARG_VALUE: &str = "ERR_INVALID_ARG_VALUE";
-const READ_ONLY: &str = "ERR_SHM_READ_ONLY";
+use crate::errors::{
+  throw_code, throw_core, Kind, INVALID_ARG_TYPE, INVALID_ARG_VALUE, NOT_ATTACHED, OUT_OF_RANGE,
+  READ_ONLY,
+};
 
 /// The memory of a TypedArray or DataView.
 struct ViewInfo {
