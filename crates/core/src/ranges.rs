@@ -73,6 +73,7 @@ pub(crate) fn release(index: usize) {
 
 /// The slot whose range holds `addr`, and that range. Signal-safe: atomic
 /// loads only, no lock, no allocation.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // only Linux has the handler
 pub(crate) fn find(addr: usize) -> Option<(usize, usize, usize)> {
   for chunk_index in 0..CHUNKS {
     let chunk = chunk(chunk_index)?;
@@ -93,6 +94,7 @@ pub(crate) fn find(addr: usize) -> Option<(usize, usize, usize)> {
 }
 
 /// Marks slot `index` as having faulted (signal-safe).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) fn mark_faulted(index: usize) {
   if let Some(slot) = slot(index) {
     slot.faulted.store(true, Ordering::Release);
