@@ -1,4 +1,4 @@
-//! The segment lifecycle of SPEC §1: open or create, map, delete.
+//! The segment lifecycle: open or create, map, delete.
 
 use std::time::{Duration, Instant};
 
