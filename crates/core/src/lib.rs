@@ -45,5 +45,6 @@ pub use error::{Error, Result};
 pub use mapping::{Access, Mapping, Pinned};
 pub use mutex::{LockOutcome, Owner, SharedMutex, MUTEX_BYTES};
 pub use name::{Name, Namespace, Platform, MAX_NAME_BYTES};
+pub use registry::Place;
 pub use segment::{OpenError, OpenOptions, Ownership, Segment, MAX_SIZE};
 pub use sync::{notify, wait, SharedWord, WaitOutcome};

@@ -118,16 +118,20 @@ impl Mapping {
   ) -> Arc<Mapping> {
     os::catch_faults();
     Arc::new_cyclic(|owner| {
-      let slot = registry::insert(ptr as usize, len, owner.clone(), false);
-      let alias_slot = alias.map_or(registry::NO_SLOT, |alias| {
-        registry::insert(alias as usize, len, owner.clone(), true)
-      });
+      let writable = access == Access::ReadWrite;
+      let slots = registry::insert(
+        ptr as usize,
+        len,
+        alias.map(|a| a as usize),
+        writable,
+        owner,
+      );
       Mapping {
         base: ptr,
         len,
         access,
         alias,
-        slots: [slot, alias_slot],
+        slots,
         state: AtomicUsize::new(0),
       }
     })
@@ -160,6 +164,14 @@ impl Mapping {
   /// if any: the memory of a caller's view. One ordered lookup, no scan.
   pub fn containing(addr: usize, len: usize) -> Option<Arc<Mapping>> {
     registry::containing(addr, len)
+  }
+
+  /// Where the words of the view of ours that holds `[addr, addr + len)`
+  /// are shared, for a call during which the caller's view stays alive (it
+  /// is an argument): the same answer as [`Mapping::containing`] without
+  /// touching reference counts, for the calls a ping-pong makes each round.
+  pub fn place(addr: usize, len: usize) -> Option<registry::Place> {
+    registry::place(addr, len)
   }
 
   /// How many OS mappings this process holds (a copy-on-write view counts

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
+use crate::error::{Error, Result};
 use crate::mapping::Mapping;
 use crate::ranges;
 
@@ -24,6 +25,55 @@ struct Entry {
   /// A copy-on-write view's shared alias: ours, but no caller's view lies
   /// in it, so [`containing`] never answers with it.
   alias: bool,
+  /// For a view: what [`place`] answers, copied here so that the hot calls
+  /// need not touch the mapping's reference counts.
+  place: Place,
+}
+
+/// Where the words of a caller's view are shared with other processes, found
+/// by [`Mapping::place`] for a call that ends before the view can go (the
+/// view is an argument of the call, so its memory stays mapped).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Place {
+  start: usize,
+  len: usize,
+  /// The view's first byte as other processes share it: the view, or its alias.
+  shared: usize,
+  writable: bool,
+  /// The slots of the view and its alias in the table of ranges.
+  slots: [usize; 2],
+}
+
+impl Place {
+  /// Where the byte at `addr` (in the view) is shared with other processes.
+  pub fn shared_ptr(&self, addr: usize) -> *mut u8 {
+    (self.shared + (addr - self.start)) as *mut u8
+  }
+
+  /// Whether writes through the view reach the segment.
+  pub fn is_writable(&self) -> bool {
+    self.writable
+  }
+
+  /// Whether a page of the view (or its alias) faulted past the segment's
+  /// end ([`Mapping::was_shrunk`]).
+  pub fn was_shrunk(&self) -> bool {
+    self.slots.iter().any(|&slot| ranges::faulted(slot))
+  }
+
+  /// [`Error::Shrunk`] if [`Place::was_shrunk`].
+  ///
+  /// # Errors
+  /// As said.
+  pub fn check_shrunk(&self) -> Result<()> {
+    if self.was_shrunk() {
+      Err(Error::Shrunk {
+        mapped: self.len as u64,
+      })
+    } else {
+      Ok(())
+    }
+  }
 }
 
 struct Registry {
@@ -53,33 +103,56 @@ fn write() -> RwLockWriteGuard<'static, Registry> {
 /// No slot: the table of ranges is full, so faults there are not ours.
 pub(crate) const NO_SLOT: usize = usize::MAX;
 
-/// Records `[start, start + len)`, just mapped for `owner`; returns its slot
-/// in the signal-safe table of ranges.
-pub(crate) fn insert(start: usize, len: usize, owner: Weak<Mapping>, alias: bool) -> usize {
+/// Records `[start, start + len)`, just mapped for `owner`, and its `alias`
+/// (a copy-on-write view's shared mapping of the same bytes); returns their
+/// slots in the signal-safe table of ranges.
+pub(crate) fn insert(
+  start: usize,
+  len: usize,
+  alias: Option<usize>,
+  writable: bool,
+  owner: &Weak<Mapping>,
+) -> [usize; 2] {
   let mut registry = write();
-  let slot = match registry.free_slots.pop() {
-    Some(slot) => slot,
-    None => {
+  let claim = |registry: &mut Registry, at: usize| {
+    let slot = registry.free_slots.pop().unwrap_or_else(|| {
       registry.next_slot += 1;
       registry.next_slot - 1
+    });
+    if ranges::claim(slot, at, len) {
+      slot
+    } else {
+      registry.free_slots.push(slot);
+      NO_SLOT
     }
   };
-  let slot = if ranges::claim(slot, start, len) {
-    slot
-  } else {
-    NO_SLOT
-  };
-  let previous = registry.map.insert(
+  let slots = [
+    claim(&mut registry, start),
+    alias.map_or(NO_SLOT, |alias| claim(&mut registry, alias)),
+  ];
+  let place = Place {
     start,
-    Entry {
+    len,
+    shared: alias.unwrap_or(start),
+    writable,
+    slots,
+  };
+  let mut add = |at: usize, slot: usize, is_alias: bool| {
+    let entry = Entry {
       len,
       slot,
-      owner,
-      alias,
-    },
-  );
-  debug_assert!(previous.is_none(), "two live mappings at {start:#x}");
-  slot
+      owner: owner.clone(),
+      alias: is_alias,
+      place,
+    };
+    let previous = registry.map.insert(at, entry);
+    debug_assert!(previous.is_none(), "two live mappings at {at:#x}");
+  };
+  add(start, slots[0], false);
+  if let Some(alias) = alias {
+    add(alias, slots[1], true);
+  }
+  slots
 }
 
 /// Forgets the mapping at `start`, about to be unmapped.
@@ -116,6 +189,16 @@ pub(crate) fn overlaps(addr: usize, len: usize) -> bool {
   let registry = read();
   at_or_before(&registry.map, last)
     .is_some_and(|(start, entry)| start.saturating_add(entry.len) > addr)
+}
+
+/// Where the view of ours that holds all of `[addr, addr + len)` shares its
+/// words; never an alias. No reference count changes: the caller's view
+/// keeps the mapping (and this entry) alive for the call.
+pub(crate) fn place(addr: usize, len: usize) -> Option<Place> {
+  let end = addr.checked_add(len)?;
+  let registry = read();
+  let (start, entry) = at_or_before(&registry.map, addr)?;
+  (!entry.alias && end <= start.saturating_add(entry.len)).then_some(entry.place)
 }
 
 /// The live (not unmapped) mapping that holds all of `[addr, addr + len)`;
@@ -164,6 +247,12 @@ mod tests {
     // The alias is ours (copies stage through it) but no caller's view.
     assert!(super::overlaps(alias, 4));
     assert!(Mapping::containing(alias, 4).is_none());
+    // The hot calls' lookup gives the same answer without reference counts.
+    let start = view.as_ptr() as usize;
+    let place = Mapping::place(start + 8, 4).unwrap();
+    assert_eq!(place.shared_ptr(start + 8) as usize, alias + 8);
+    assert!(!place.is_writable() && !place.was_shrunk());
+    assert!(Mapping::place(alias, 4).is_none());
     // SAFETY: nothing reads the memory afterwards.
     unsafe { view.unmap() };
     assert!(view.shared_ptr(0).is_null());
