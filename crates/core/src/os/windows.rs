@@ -300,6 +300,8 @@ impl DefaultDacl {
 /// that gives the exact size of a section.
 pub(crate) fn size_of(handle: &Handle) -> Result<u64> {
   let view = map(handle, 0, Access::ReadOnly)?;
+  // SAFETY: MEMORY_BASIC_INFORMATION is plain integers and pointers, for
+  // which all-zero bytes are a valid value.
   let mut info: MEMORY_BASIC_INFORMATION = unsafe { std::mem::zeroed() };
   // SAFETY: `view` is a live view; `info` is a writable struct of the size given.
   let written = unsafe {
