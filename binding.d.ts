@@ -41,7 +41,11 @@ export declare class NativeSegment {
   close(): void
 }
 
-/** Ends a pending `waitAsync` or `lockAsync`; its outcome becomes `cancelled`. */
+/**
+ * Asks a pending `waitAsync` or `lockAsync` to end. Its outcome still
+ * comes through the callback: `cancelled`, or whatever it ended with first
+ * (a wake-up or a lock it took is reported, never dropped).
+ */
 export declare function cancelWait(id: number): void
 
 /**
@@ -95,6 +99,12 @@ export declare function pendingWaits(): number
 
 /** The hot synchronous calls, as an object of plain functions. */
 export declare function syncCalls(): { wait(view: Int32Array, index: number, expected: number, timeoutMs: number, spin: boolean): number; notify(view: Int32Array, index: number, count: number): number; lock(view: ArrayBufferView, byteOffset: number, timeoutMs: number, spin: boolean): number; tryLock(view: ArrayBufferView, byteOffset: number): number; unlock(view: ArrayBufferView, byteOffset: number): void }
+
+/**
+ * How many waiter threads this process runs (busy, or idle until they
+ * retire).
+ */
+export declare function waiterThreads(): number
 
 /**
  * Starts a `waitAsync`: a pending id (> 0), or `-1 - code` when it ends at

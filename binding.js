@@ -845,4 +845,5 @@ module.exports.lockMutexAsync = nativeBinding.lockMutexAsync
 module.exports.osNameOf = nativeBinding.osNameOf
 module.exports.pendingWaits = nativeBinding.pendingWaits
 module.exports.syncCalls = nativeBinding.syncCalls
+module.exports.waiterThreads = nativeBinding.waiterThreads
 module.exports.waitWordAsync = nativeBinding.waitWordAsync

@@ -31,6 +31,11 @@ use crate::sync::SharedWord;
 /// How long a thread-per-wait sleeps before looking for a cancel.
 const SINGLE_SLICE: Duration = Duration::from_millis(50);
 
+/// How long a waiter thread with nothing to wait for stays before it ends
+/// (docs/api.md promises it). A later request starts a new one, which costs
+/// tens of microseconds: far less than a thread parked for good.
+pub const IDLE_RETIREMENT: Duration = Duration::from_secs(1);
+
 /// What a request waits for.
 #[derive(Clone, Copy, Debug)]
 pub enum Job {
@@ -107,11 +112,16 @@ impl Entry {
     let expired = self.deadline.is_some_and(|deadline| now >= deadline);
     match self.job {
       Job::Wait { expected } => {
-        if self.cancelled {
+        // A wake that reached this request was counted by its `notify`:
+        // report it, whatever else happened meanwhile (a cancel, a detach,
+        // the deadline), or the notifier's count would name nobody.
+        if self.woken {
+          Step::Done(AsyncOutcome::Ok)
+        } else if self.cancelled {
           Step::Done(AsyncOutcome::Cancelled)
         } else if self.word.is_detached() {
           Step::Done(AsyncOutcome::Detached)
-        } else if self.woken || self.word.word().load(Ordering::SeqCst) != expected {
+        } else if self.word.word().load(Ordering::SeqCst) != expected {
           Step::Done(AsyncOutcome::Ok)
         } else if expired {
           Step::Done(AsyncOutcome::TimedOut)
@@ -247,7 +257,11 @@ impl Shard {
           self.pool.forget(&self);
           return;
         }
-        let _ = os::wait(&self.control, seen, None);
+        // Idle: wait for work, and leave the pool if none comes.
+        let idle = os::wait(&self.control, seen, Some(IDLE_RETIREMENT));
+        if matches!(idle, Ok(Wake::TimedOut)) && self.pool.retire(&self) {
+          return;
+        }
         continue;
       }
       let timeout = until.map(|at| at.saturating_duration_since(Instant::now()));
@@ -337,6 +351,18 @@ impl Pool {
 
   fn forget(&self, shard: &Arc<Shard>) {
     self.shards().retain(|s| !Arc::ptr_eq(s, shard));
+  }
+
+  /// Takes an idle `shard` out of the pool; `false` if a request came in
+  /// meanwhile. Requests are only added under the pool's lock, so once this
+  /// returns `true` none ever reaches the shard and its thread may end.
+  fn retire(&self, shard: &Arc<Shard>) -> bool {
+    let mut shards = self.shards();
+    if !shard.entries().is_empty() {
+      return false;
+    }
+    shards.retain(|s| !Arc::ptr_eq(s, shard));
+    true
   }
 
   fn submit(&'static self, request: Request) -> Result<u64> {
@@ -432,6 +458,12 @@ pub fn poke() {
 /// How many requests are pending, over all threads.
 pub fn pending() -> usize {
   pool().shards().iter().map(|s| s.entries().len()).sum()
+}
+
+/// How many waiter threads serve requests or wait idle for some (each ends
+/// [`IDLE_RETIREMENT`] after its last request).
+pub fn threads() -> usize {
+  POOL.get().map_or(0, |pool| pool.shards().len())
 }
 
 #[cfg(test)]
