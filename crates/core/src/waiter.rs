@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::mutex::{Attempt, LockOutcome, Owner, SharedMutex, LIVENESS_SLICE};
+use crate::mutex::{LockOutcome, Owner, SharedMutex, Turn, LIVENESS_SLICE};
 use crate::os::{self, Wake, WakeAny};
 use crate::sync::SharedWord;
 
@@ -134,42 +134,30 @@ impl Entry {
       }
       Job::Lock { owner } => {
         let mutex = SharedMutex::new(self.word.pair());
-        let gave_up = if self.cancelled {
-          Some(AsyncOutcome::Cancelled)
-        } else if self.word.is_detached() {
-          Some(AsyncOutcome::Detached)
-        } else {
-          None
-        };
-        if let Some(outcome) = gave_up {
-          // We may have taken the wake-up an unlock meant for a sleeper.
-          mutex.pass_on_wake();
-          return Step::Done(outcome);
-        }
+        // A cancel is decided under the shard's lock, as this turn is: so a
+        // request cancelled before its turn never takes the lock, and one
+        // that took it reports that, whatever the cancel says later.
+        let stop = self.cancelled || self.word.is_detached();
         let check = self.check_at.is_none_or(|at| now >= at);
-        let seen = match mutex.attempt(owner, true, check) {
-          Attempt::Locked(LockOutcome::OwnerDied) => return Step::Done(AsyncOutcome::OwnerDied),
-          Attempt::Locked(_) => return Step::Done(AsyncOutcome::Ok),
-          Attempt::Held(state) => state,
-        };
+        let turn = mutex.turn(owner, stop, check, expired);
         if check {
           self.check_at = Some(now + LIVENESS_SLICE);
         }
-        if expired {
-          mutex.pass_on_wake();
-          return Step::Done(AsyncOutcome::TimedOut);
-        }
-        self.woken = false;
-        if !mutex.announce_sleeper(seen) {
-          return Step::Again;
-        }
-        let until = match (self.deadline, self.check_at) {
-          (Some(deadline), Some(check)) => Some(deadline.min(check)),
-          (deadline, check) => deadline.or(check),
-        };
-        Step::Sleep {
-          value: SharedMutex::sleep_value(seen),
-          until,
+        match turn {
+          Turn::Locked(LockOutcome::OwnerDied) => Step::Done(AsyncOutcome::OwnerDied),
+          Turn::Locked(_) => Step::Done(AsyncOutcome::Ok),
+          Turn::GaveUp if self.cancelled => Step::Done(AsyncOutcome::Cancelled),
+          Turn::GaveUp if stop => Step::Done(AsyncOutcome::Detached),
+          Turn::GaveUp => Step::Done(AsyncOutcome::TimedOut),
+          Turn::Again => Step::Again,
+          Turn::Sleep(value) => {
+            self.woken = false;
+            let until = match (self.deadline, self.check_at) {
+              (Some(deadline), Some(check)) => Some(deadline.min(check)),
+              (deadline, check) => deadline.or(check),
+            };
+            Step::Sleep { value, until }
+          }
         }
       }
     }
