@@ -38,6 +38,8 @@ mod name;
 #[cfg(not(loom))]
 mod os;
 #[cfg(not(loom))]
+mod registry;
+#[cfg(not(loom))]
 mod segment;
 #[cfg(not(loom))]
 mod sync;
@@ -53,6 +55,6 @@ pub use mutex::{LockOutcome, Owner, SharedMutex, MUTEX_BYTES};
 #[cfg(not(loom))]
 pub use name::{Name, Namespace, Platform, MAX_NAME_BYTES};
 #[cfg(not(loom))]
-pub use segment::{OpenOptions, Segment, MAX_SIZE};
+pub use segment::{OpenError, OpenOptions, Segment, MAX_SIZE};
 #[cfg(not(loom))]
 pub use sync::{notify, wait, SharedWord, WaitOutcome};
