@@ -221,11 +221,19 @@ impl Shard {
         let mut index = 0;
         while index < entries.len() {
           match entries[index].step(now) {
-            Step::Done(outcome) => finished.push((entries.swap_remove(index), outcome)),
+            // `remove`, not `swap_remove`: the oldest request of a word
+            // stays first, and is the one armed for it (below).
+            Step::Done(outcome) => finished.push((entries.remove(index), outcome)),
             Step::Again => {}
             Step::Sleep { value, until: at } => {
               let entry = &entries[index];
-              armed.push((entry.id, Arc::clone(&entry.word), entry.job, value));
+              let futex = Entry::futex(&entry.word, entry.job);
+              let twin = armed.iter().any(|(_, word, job, armed_value)| {
+                *armed_value == value && std::ptr::eq(Entry::futex(word, *job), futex)
+              });
+              if !twin {
+                armed.push((entry.id, Arc::clone(&entry.word), entry.job, value));
+              }
               until = match (until, at) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -235,6 +243,13 @@ impl Shard {
           }
         }
       }
+      // The kernel tells a futex_waitv sleeper only the last (highest) of
+      // the words woken before it runs; the others' wake-ups are lost to
+      // it. So arm each word once (its oldest request; the next one is
+      // armed when that one ends), and waits after locks: a lock request
+      // tries again after any wake-up anyway, so only wake-ups of two
+      // different waited-on words at once can still hide one another.
+      armed.sort_by_key(|(_, _, job, _)| matches!(job, Job::Wait { .. }));
       for (entry, outcome) in finished {
         entry.finish(outcome);
       }
