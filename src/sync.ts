@@ -220,8 +220,10 @@ export function waitAsync(
 
 /**
  * `Atomics.notify` across processes: wakes up to `count` waiters (default:
- * all) on `view[index]`, in every process attached to the segment. Change
- * the word first: a waiter still spinning sees only changes.
+ * all) on `view[index]`, in every process attached to the segment; `0`
+ * wakes nobody. Change the word first: a waiter still spinning sees only
+ * changes, and so does a `waitAsync` whose wake-up the kernel did not report
+ * (docs/api.md, "How waiting works").
  *
  * @returns how many the OS reports woken: exact on Linux; on macOS 1 for
  *   "all" when someone woke; 0 on Windows, where other processes poll.
