@@ -45,6 +45,7 @@ mod segment;
 mod sync;
 #[cfg(all(test, not(loom)))]
 mod test_support;
+mod wait_turn;
 #[cfg(not(loom))]
 pub mod waiter;
 

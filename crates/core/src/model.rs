@@ -11,8 +11,10 @@
 //! Modelled: `lock`/`unlock` from several threads (mutual exclusion, every
 //! sleeper woken), a `lockAsync` turn on a waiter thread against a cancel
 //! and a timeout decided under the shard's lock as in waiter.rs (never the
-//! lock taken after a cancel was seen, a wake-up it took passed on), and the
-//! takeover from a dead owner. Not modelled: time (timeouts are a flag a
+//! lock taken after a cancel was seen, a wake-up it took passed on), a
+//! `waitAsync` turn against a `notify` and a cancel (a counted wake-up is
+//! always reported), and the takeover from a dead owner. The futex reports
+//! only the highest word woken, as Linux's `futex_waitv` does. Not modelled: time (timeouts are a flag a
 //! timer thread sets) and spurious wake-ups (the futex here has none).
 
 use std::sync::atomic::AtomicU64 as PlainU64;
@@ -66,11 +68,11 @@ pub(crate) fn thread_identity() -> (u32, u32) {
   unreachable!("the model names its owners with Owner::model")
 }
 
-/// A sleeper in the futex: the words it sleeps on, and whether a wake took it.
+/// A sleeper in the futex: the words it sleeps on, and which a wake took.
 struct Sleeper {
   id: usize,
   words: Vec<usize>,
-  woken: bool,
+  woken: Vec<bool>,
 }
 
 struct Futex {
@@ -93,39 +95,54 @@ fn futex_half(word: &AtomicU64) -> u32 {
   }
 }
 
-/// `futex_waitv`: sleeps unless some word's half differs from its value,
-/// until a [`wake`] on any of them. Checked and queued under the futex's
-/// lock, as the kernel does under its bucket lock.
-pub(crate) fn wait(words: &[(&AtomicU64, u32)]) -> Wake {
+/// `futex_waitv`: sleeps unless some word's half differs from its value
+/// (`None`), until a [`wake`] on any of them; then says which word, as
+/// Linux does: only the highest of those woken meanwhile. Checked and
+/// queued under the futex's lock, as the kernel does under its bucket lock.
+pub(crate) fn wait_any(words: &[(&AtomicU64, u32)]) -> Option<usize> {
   let mut state = FUTEX.sleepers.lock().unwrap();
   if words.iter().any(|(word, value)| futex_half(word) != *value) {
-    return Wake::Changed;
+    return None;
   }
   let id = state.0;
   state.0 += 1;
-  let addresses = words.iter().map(|(word, _)| address(word)).collect();
   state.1.push(Sleeper {
     id,
-    words: addresses,
-    woken: false,
+    words: words.iter().map(|(word, _)| address(word)).collect(),
+    woken: vec![false; words.len()],
   });
   loop {
-    if let Some(at) = state.1.iter().position(|s| s.id == id && s.woken) {
+    let at = state.1.iter().position(|s| s.id == id).unwrap();
+    if let Some(index) = state.1[at].woken.iter().rposition(|woken| *woken) {
       state.1.remove(at);
-      return Wake::Woken;
+      return Some(index);
     }
     state = FUTEX.wakeup.wait(state).unwrap();
   }
 }
 
-/// `FUTEX_WAKE`: wakes up to `count` sleepers on `word`; how many.
+/// `futex_wait` on one word.
+pub(crate) fn wait(words: &[(&AtomicU64, u32)]) -> Wake {
+  match wait_any(words) {
+    Some(_) => Wake::Woken,
+    None => Wake::Changed,
+  }
+}
+
+/// `FUTEX_WAKE`: wakes up to `count` waits on `word`; how many. Each word
+/// of a sleeper is a wait of its own, as in the kernel: a sleeper woken on
+/// one word can still be woken (and counted) on another before it runs.
 pub(crate) fn wake(word: &AtomicU64, count: u32) -> usize {
   let mut state = FUTEX.sleepers.lock().unwrap();
   let at = address(word);
   let mut woken = 0;
   for sleeper in state.1.iter_mut() {
-    if woken < count as usize && !sleeper.woken && sleeper.words.contains(&at) {
-      sleeper.woken = true;
+    if woken == count as usize {
+      break;
+    }
+    let slot = (0..sleeper.words.len()).find(|&i| sleeper.words[i] == at && !sleeper.woken[i]);
+    if let Some(slot) = slot {
+      sleeper.woken[slot] = true;
       woken += 1;
     }
   }
@@ -305,6 +322,69 @@ mod tests {
   #[test]
   fn model_async_lock_against_unlock_and_timeout() {
     async_lock_race(false);
+  }
+
+  /// What the shard's lock guards for one `waitAsync`.
+  #[derive(Default)]
+  struct WaitRequest {
+    cancelled: bool,
+    woken: bool,
+    /// Set by the waiter thread when the request ends: whether `'ok'`.
+    ended: Option<bool>,
+  }
+
+  /// A `waitAsync` against a `notify` and a cancel (the word never changes):
+  /// the waiter thread (waiter.rs `run`, reduced to one request) records the
+  /// word the kernel reports woken under the shard's lock, and the request
+  /// ends `'ok'` exactly when the `notify` counted it: a wake-up it took
+  /// before the cancel is reported, never dropped.
+  #[test]
+  fn model_wait_async_against_notify_and_cancel() {
+    use crate::wait_turn::{wait_turn, WaitTurn};
+    explore(3, || {
+      let word = Arc::new(AtomicU64::new(0));
+      let control = Arc::new(AtomicU64::new(0));
+      let shard = Arc::new(Mutex::new(WaitRequest::default()));
+      let waiter = {
+        let (word, control, shard) = (Arc::clone(&word), Arc::clone(&control), Arc::clone(&shard));
+        thread::spawn(move || loop {
+          let seen = futex_half(&control);
+          let mut request = shard.lock().unwrap();
+          let changed = || futex_half(&word) != 0;
+          match wait_turn(request.woken, request.cancelled, false, changed, false) {
+            WaitTurn::Woken | WaitTurn::Changed => {
+              request.ended = Some(true);
+              return;
+            }
+            WaitTurn::Sleep => {}
+            _ => {
+              request.ended = Some(false);
+              return;
+            }
+          }
+          drop(request);
+          if wait_any(&[(&control, seen), (&word, 0)]) == Some(1) {
+            shard.lock().unwrap().woken = true;
+          }
+        })
+      };
+      let notifier = {
+        let word = Arc::clone(&word);
+        thread::spawn(move || wake(&word, 1))
+      };
+      // The cancel, as waiter.rs `Pool::cancel` makes it.
+      shard.lock().unwrap().cancelled = true;
+      control.fetch_add(1, Ordering::SeqCst);
+      wake(&control, u32::MAX);
+      let counted = notifier.join().unwrap();
+      waiter.join().unwrap();
+      let ok = shard.lock().unwrap().ended == Some(true);
+      assert_eq!(
+        counted,
+        usize::from(ok),
+        "notify counted {counted}, the wait said ok: {ok}"
+      );
+    });
   }
 
   #[test]

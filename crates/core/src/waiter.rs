@@ -27,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::mutex::{LockOutcome, Owner, SharedMutex, Turn, LIVENESS_SLICE};
 use crate::os::{self, Wake, WakeAny};
 use crate::sync::SharedWord;
+use crate::wait_turn::{wait_turn, WaitTurn};
 
 /// How long a thread-per-wait sleeps before looking for a cancel.
 const SINGLE_SLICE: Duration = Duration::from_millis(50);
@@ -112,24 +113,23 @@ impl Entry {
     let expired = self.deadline.is_some_and(|deadline| now >= deadline);
     match self.job {
       Job::Wait { expected } => {
-        // A wake that reached this request was counted by its `notify`:
-        // report it, whatever else happened meanwhile (a cancel, a detach,
-        // the deadline), or the notifier's count would name nobody.
-        if self.woken {
-          Step::Done(AsyncOutcome::Ok)
-        } else if self.cancelled {
-          Step::Done(AsyncOutcome::Cancelled)
-        } else if self.word.is_detached() {
-          Step::Done(AsyncOutcome::Detached)
-        } else if self.word.word().load(Ordering::SeqCst) != expected {
-          Step::Done(AsyncOutcome::Ok)
-        } else if expired {
-          Step::Done(AsyncOutcome::TimedOut)
-        } else {
-          Step::Sleep {
+        let word = &self.word;
+        let changed = || word.word().load(Ordering::SeqCst) != expected;
+        match wait_turn(
+          self.woken,
+          self.cancelled,
+          word.is_detached(),
+          changed,
+          expired,
+        ) {
+          WaitTurn::Woken | WaitTurn::Changed => Step::Done(AsyncOutcome::Ok),
+          WaitTurn::Cancelled => Step::Done(AsyncOutcome::Cancelled),
+          WaitTurn::Detached => Step::Done(AsyncOutcome::Detached),
+          WaitTurn::Expired => Step::Done(AsyncOutcome::TimedOut),
+          WaitTurn::Sleep => Step::Sleep {
             value: expected,
             until: self.deadline,
-          }
+          },
         }
       }
       Job::Lock { owner } => {
