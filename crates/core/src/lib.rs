@@ -13,7 +13,7 @@
 //! # Ok::<(), named_shm_core::Error>(())
 //! ```
 //!
-//! Cross-process synchronization on segment words (SPEC §5) is in `sync`
+//! Cross-process synchronization on segment words is in `sync`
 //! (`wait`, `notify`), `mutex` (`SharedMutex`) and [`waiter`] (waits that
 //! end on a thread of their own, for `waitAsync` and `lockAsync`).
 //!
@@ -22,7 +22,11 @@
 //! codes, size rules) is plain code tested on every platform.
 
 #![deny(clippy::all)]
-#![warn(missing_docs)]
+#![deny(
+  missing_docs,
+  unsafe_op_in_unsafe_fn,
+  clippy::undocumented_unsafe_blocks
+)]
 // Under `--cfg loom` only the SharedMutex and its model build: the model
 // swaps the atomics and the OS futex for loom's (see model.rs).
 #![cfg_attr(loom, allow(dead_code))]
@@ -37,6 +41,8 @@ mod mutex;
 mod name;
 #[cfg(not(loom))]
 mod os;
+#[cfg(not(loom))]
+mod ranges;
 #[cfg(not(loom))]
 mod registry;
 #[cfg(not(loom))]
@@ -56,6 +62,8 @@ pub use mutex::{LockOutcome, Owner, SharedMutex, MUTEX_BYTES};
 #[cfg(not(loom))]
 pub use name::{Name, Namespace, Platform, MAX_NAME_BYTES};
 #[cfg(not(loom))]
-pub use segment::{OpenError, OpenOptions, Segment, MAX_SIZE};
+pub use registry::Place;
+#[cfg(not(loom))]
+pub use segment::{OpenError, OpenOptions, Ownership, Segment, MAX_SIZE};
 #[cfg(not(loom))]
 pub use sync::{notify, wait, SharedWord, WaitOutcome};
