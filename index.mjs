@@ -1,8 +1,11 @@
 // The ESM entry. It re-exports the CommonJS module rather than loading a
 // second copy, so `import` and `require` share one instance of the library and
-// of its native state. __test__/package.spec.ts checks that every export of
-// index.js is named here.
-import library from './index.js'
+// of its native state. `createRequire` rather than `import './index.js'`:
+// Deno treats a .js file outside node_modules as ESM. __test__/package.spec.ts
+// checks that every export of index.js is named here.
+import { createRequire } from 'node:module'
+
+const library = createRequire(import.meta.url)('./index.js')
 
 export const {
   SharedMemory,
