@@ -1,4 +1,5 @@
 // Every example runs to exit code 0, says what it promises, and leaves no segment.
+import { spawnSync } from 'node:child_process'
 import { join } from 'node:path'
 
 import test from 'ava'
@@ -65,4 +66,21 @@ test('Electron example falls back to read()/write() where external buffers are f
   t.regex(run.stdout, /^main read from the segment: hello from child \d+$/m)
   // The parent and the forked child both took the fallback.
   t.is(run.stderr.match(/attach refused \(simulated\)/g)?.length, 2, run.stderr)
+})
+
+test('Python peer: Node and Python each read what the other wrote into one segment', async (t) => {
+  const probe = spawnSync('python3', ['-c', 'import multiprocessing.shared_memory'])
+  if ((probe.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') {
+    t.log('skipped: python3 is not installed')
+    t.pass()
+    return
+  }
+  const run = await runNode([example('python-peer/peer.js')])
+  t.is(run.code, 0, run.stderr)
+  t.is(run.stderr, '', 'no resource_tracker warnings')
+  const wrote = /^node wrote into \/named-shm-python-\d+: (hello from node \d+)$/m.exec(run.stdout)
+  t.truthy(wrote, run.stdout)
+  t.true(run.stdout.includes(`python read what node wrote: ${wrote![1]}\n`), run.stdout)
+  t.regex(run.stdout, new RegExp(`^node read what python wrote: hello from python \\d+, who read '${wrote![1]}'$`, 'm'))
+  assertDeleted(t, run.stdout, /^cleaned up: \/(named-shm-python-\d+) deleted$/m)
 })
