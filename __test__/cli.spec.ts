@@ -227,4 +227,7 @@ test('--help for the CLI and each command; unknown commands and options are usag
   t.is(option.code, 2)
   t.like(JSON.parse(option.stderr), { error: { code: 'ERR_CLI_USAGE' } })
   t.is((await cli(['--version'])).stdout, `${require('../package.json').version}\n`)
+  const jsonFirst = await cli(['--json', 'ls'])
+  t.is(jsonFirst.code, 0, jsonFirst.stderr)
+  t.true(Array.isArray(JSON.parse(jsonFirst.stdout).segments))
 })

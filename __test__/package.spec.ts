@@ -137,8 +137,10 @@ test('npm pack ships exactly what a consumer needs, in every package', async (t)
   t.deepEqual(addonFiles, ['LICENSE', 'README.md', `named-shm.${platform}.node`, 'package.json'])
 
   // The other platforms' packages, as committed (their addon comes at release).
-  for (const directory of readdirSync(join(PACKAGE_ROOT, 'npm'))) {
-    const { files } = await pack(join(PACKAGE_ROOT, 'npm', directory), '', true)
+  const directories = readdirSync(join(PACKAGE_ROOT, 'npm'))
+  const packed = await Promise.all(directories.map((directory) => pack(join(PACKAGE_ROOT, 'npm', directory), '', true)))
+  for (const [index, directory] of directories.entries()) {
+    const { files } = packed[index]
     const expected = ['LICENSE', 'README.md', 'package.json']
     t.deepEqual(files.filter((file) => file !== `named-shm.${directory}.node`), expected, directory)
     const manifest = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'npm', directory, 'package.json'), 'utf8'))

@@ -43,7 +43,8 @@ function commandHelp(command: Command): string {
 /** Runs the CLI with `args` (argv without node and the script); resolves to the exit status. */
 export async function main(args: string[]): Promise<number> {
   const json = args.includes('--json')
-  const [name, ...rest] = args
+  // `named-shm --json ls` as well as `named-shm ls --json`.
+  const [name, ...rest] = args[0] === '--json' ? [args[1], '--json', ...args.slice(2)] : args
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     const topic = name === 'help' ? COMMANDS.find((command) => command.name === rest[0]) : undefined
     printLine(topic ? commandHelp(topic) : overview())
