@@ -131,6 +131,7 @@ test('npm pack ships exactly what a consumer needs, in every package', async (t)
   const { rootFiles, addonFiles, platform } = await installed()
   const allowed = /^(package\.json|README\.md|LICENSE|index\.(js|d\.ts|mjs|d\.mts)|binding\.(js|d\.ts)|bin\/named-shm\.js|lib\/.+\.(js|d\.ts))$/
   for (const file of rootFiles) t.regex(file, allowed, `${file} should not be packed`)
+  t.false(rootFiles.some((file) => /^lib\/cli\/.*\.d\.ts$/.test(file)), 'the CLI is no API: no typings')
   for (const file of ['LICENSE', 'README.md', 'index.js', 'index.d.ts', 'index.mjs', 'index.d.mts', 'binding.js', 'binding.d.ts', 'bin/named-shm.js', 'lib/index.js', 'lib/index.d.ts', 'lib/cli/main.js']) {
     t.true(rootFiles.includes(file), `${file} missing from ${rootFiles.join(', ')}`)
   }
