@@ -171,10 +171,18 @@ test('napi pre-publish fills optionalDependencies with every platform package at
   copyFileSync(join(PACKAGE_ROOT, 'package.json'), join(scratch, 'package.json'))
   cpSync(join(PACKAGE_ROOT, 'npm'), join(scratch, 'npm'), { recursive: true })
   const napi = join(PACKAGE_ROOT, 'node_modules', '@napi-rs', 'cli', 'dist', 'cli.js')
-  const prepublish = (extra: string[]) =>
-    spawnSync(process.execPath, [napi, 'pre-publish', '-t', 'npm', '--no-gh-release', ...extra], { cwd: scratch, encoding: 'utf8', env: consumerEnv() })
+  // Asynchronously: a blocked event loop would hold up this file's other tests.
+  const prepublish = async (extra: string[]): Promise<{ status: number; stdout: string; stderr: string }> => {
+    try {
+      const { stdout, stderr } = await run(process.execPath, [napi, 'pre-publish', '-t', 'npm', '--no-gh-release', ...extra], { cwd: scratch, env: consumerEnv() })
+      return { status: 0, stdout, stderr }
+    } catch (error) {
+      const failed = error as { code?: number; stdout?: string; stderr?: string }
+      return { status: typeof failed.code === 'number' ? failed.code : -1, stdout: failed.stdout ?? '', stderr: failed.stderr ?? '' }
+    }
+  }
 
-  const incomplete = prepublish(['--dry-run'])
+  const incomplete = await prepublish(['--dry-run'])
   t.not(incomplete.status, 0, 'a dry run refuses packages without their addon')
   t.regex(incomplete.stdout + incomplete.stderr, /incomplete: missing named-shm\.[a-z0-9-]+\.node/)
 
@@ -184,12 +192,12 @@ test('napi pre-publish fills optionalDependencies with every platform package at
     if (directory === platform) copyFileSync(join(PACKAGE_ROOT, `named-shm.${platform}.node`), addon)
     else writeFileSync(addon, 'stand-in')
   }
-  const dryRun = prepublish(['--dry-run'])
+  const dryRun = await prepublish(['--dry-run'])
   t.is(dryRun.status, 0, dryRun.stdout + dryRun.stderr)
   t.is(JSON.parse(readFileSync(join(scratch, 'package.json'), 'utf8')).optionalDependencies, undefined, 'a dry run writes nothing')
 
   // The release step itself, minus the `npm publish` of each package.
-  const release = prepublish(['--skip-optional-publish'])
+  const release = await prepublish(['--skip-optional-publish'])
   t.is(release.status, 0, release.stdout + release.stderr)
   const expected = Object.fromEntries(
     readdirSync(join(PACKAGE_ROOT, 'npm')).map((directory) => [`${packageJson.name}-${directory}`, packageJson.version]),
