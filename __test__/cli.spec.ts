@@ -12,9 +12,9 @@ import { type ChildResult, deleteAtEnd, jsonLines, PACKAGE_ROOT, scratch, unique
 const CLI = join(PACKAGE_ROOT, 'bin', 'named-shm.js')
 
 /** Runs the CLI to its end, with `input` on stdin. */
-function cli(args: string[], input: string | Buffer = ''): Promise<ChildResult & { stdoutBytes: Buffer }> {
+function cli(args: string[], input: string | Buffer = '', env: NodeJS.ProcessEnv = process.env): Promise<ChildResult & { stdoutBytes: Buffer }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env })
     const out: Buffer[] = []
     let stderr = ''
     child.stdout.on('data', (chunk: Buffer) => out.push(chunk))
@@ -230,4 +230,12 @@ test('--help for the CLI and each command; unknown commands and options are usag
   const jsonFirst = await cli(['--json', 'ls'])
   t.is(jsonFirst.code, 0, jsonFirst.stderr)
   t.true(Array.isArray(JSON.parse(jsonFirst.stdout).segments))
+})
+
+test('without a loadable addon the CLI says so in one line and exits 1', async (t) => {
+  // The napi-rs loader takes the addon from this path when it is set.
+  const result = await cli(['ls'], '', { ...process.env, NAPI_RS_NATIVE_LIBRARY_PATH: '/nonexistent/named-shm.node' })
+  t.is(result.code, 1)
+  t.is(result.stdout, '')
+  t.regex(result.stderr, /^named-shm: cannot load the library: .+ \[\S+\]\n$/)
 })

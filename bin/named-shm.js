@@ -8,8 +8,16 @@ process.stdout.on('error', (error) => {
   throw error
 })
 
-require('../lib/cli/main.js')
-  .main(process.argv.slice(2))
-  .then((status) => {
-    process.exitCode = status
-  })
+let cli
+try {
+  cli = require('../lib/cli/main.js')
+} catch (error) {
+  // No prebuilt addon for this platform, or a broken install: one line, not a stack.
+  const message = String(error && error.message).split('\n')[0]
+  process.stderr.write(`named-shm: cannot load the library: ${message} [${(error && error.code) || 'ERR_UNEXPECTED'}]\n`)
+  process.exit(1)
+}
+
+cli.main(process.argv.slice(2)).then((status) => {
+  process.exitCode = status
+})
