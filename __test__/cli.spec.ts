@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 
-import test from 'ava'
+import test, { type ExecutionContext } from 'ava'
 
 import { notify, SharedMemory } from '../index'
 import { type ChildResult, deleteAtEnd, jsonLines, PACKAGE_ROOT, scratch, uniqueName } from './helpers'
@@ -28,7 +28,25 @@ function cli(args: string[], input: string | Buffer = '', env: NodeJS.ProcessEnv
   })
 }
 
-test('create makes a zero-filled segment with the given mode; stat and ls describe it', async (t) => {
+const linux = process.platform === 'linux'
+
+/** Registers a test on the platforms whose behaviour it describes. */
+function testWhere(platforms: boolean, title: string, body: (t: ExecutionContext) => Promise<void>): void {
+  if (platforms) test(title, body)
+}
+
+// macOS and Windows have no directory of segments: ls says so, stat knows the size only.
+testWhere(!linux, 'ls is ERR_CLI_UNSUPPORTED and stat gives name and size where names cannot be listed', async (t) => {
+  const shm = scratch(t, 4096)
+  const ls = await cli(['ls', '--json'])
+  t.is(ls.code, 1)
+  t.like(JSON.parse(ls.stderr), { error: { code: 'ERR_CLI_UNSUPPORTED' } })
+  const stat = await cli(['stat', shm.name, '--json'])
+  t.is(stat.code, 0, stat.stderr)
+  t.deepEqual(JSON.parse(stat.stdout), { name: shm.osName.replace(/^\//, ''), osName: shm.osName, size: shm.size })
+})
+
+testWhere(linux, 'create makes a zero-filled segment with the given mode; stat and ls describe it', async (t) => {
   const name = uniqueName('cli-create')
   deleteAtEnd(t, name)
   const created = await cli(['create', name, '64K', '--mode', '640', '--json'])
