@@ -153,7 +153,7 @@ test('npm pack ships exactly what a consumer needs, in every package', async (t)
   }
 })
 
-test('the root package.json has what npm publish --provenance needs', (t) => {
+test('the root package.json has what npm publish --provenance needs, and npm publish --dry-run corrects nothing', async (t) => {
   const manifest = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8'))
   t.regex(manifest.repository.url, /^git\+https:\/\/github\.com\/[^/]+\/[^/]+\.git$/)
   for (const field of ['homepage', 'author', 'license', 'description']) t.is(typeof manifest[field], 'string', field)
@@ -161,6 +161,10 @@ test('the root package.json has what npm publish --provenance needs', (t) => {
   t.is(manifest.bin['named-shm'], 'bin/named-shm.js')
   t.true(existsSync(join(PACKAGE_ROOT, 'LICENSE')) && existsSync(join(PACKAGE_ROOT, 'CHANGELOG.md')))
   t.regex(readFileSync(join(PACKAGE_ROOT, 'CHANGELOG.md'), 'utf8'), new RegExp(`^## \\[(Unreleased|${packageJson.version.replace(/\./g, '\\.')})\\]`, 'm'))
+  // npm rewrites (and warns about) fields it finds malformed; there must be none.
+  const { stdout, stderr } = await run(npm, ['publish', '--dry-run'], { cwd: PACKAGE_ROOT, env: consumerEnv(), shell })
+  t.regex(stdout, new RegExp(`^\\+ ${packageJson.name}@${packageJson.version.replace(/\./g, '\\.')}$`, 'm'))
+  t.notRegex(stderr, /auto-corrected|invalid|errors? in your package\.json/i, stderr)
 })
 
 test('napi pre-publish fills optionalDependencies with every platform package at this version', async (t) => {
