@@ -114,15 +114,28 @@ impl NativeSegment {
       read_only: options.read_only,
       reserve: options.reserve,
     };
-    let init = init.map(|init| init.value().value);
-    let segment = Segment::open_with(&name, size, &core_options, |mapping| match init {
-      Some(init) => run_init(&env, init, mapping),
-      None => Ok(()),
-    })
-    .map_err(|error| match error {
-      OpenError::Open(error) => throw_core(&env, &error),
-      OpenError::Init(error) => error,
-    })?;
+    let segment = match init {
+      // Without one, nothing is mapped and nothing held back.
+      None => Segment::open(&name, size, &core_options).map_err(|e| throw_core(&env, &e))?,
+      Some(init) => {
+        if init.get_type()? != napi::ValueType::Function {
+          return Err(throw_code(
+            &env,
+            Kind::TypeError,
+            "ERR_INVALID_ARG_TYPE",
+            "The \"init\" argument must be of type function",
+          ));
+        }
+        let init = init.value().value;
+        Segment::open_with(&name, size, &core_options, |mapping| {
+          run_init(&env, init, mapping)
+        })
+        .map_err(|error| match error {
+          OpenError::Open(error) => throw_core(&env, &error),
+          OpenError::Init(error) => error,
+        })?
+      }
+    };
     Ok(NativeSegment {
       segment: Some(segment),
       views: HashMap::new(),
