@@ -29,6 +29,7 @@ mod mapping;
 mod mutex;
 mod name;
 mod os;
+mod registry;
 mod segment;
 mod sync;
 #[cfg(test)]

@@ -3,7 +3,9 @@
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::mapping::{live_count, Access, Mapping};
+use std::sync::Arc;
+
+use crate::mapping::{Access, Mapping};
 use crate::name::Name;
 use crate::os;
 
@@ -98,7 +100,7 @@ impl Segment {
   /// existing segment is smaller than `size`, [`Error::InvalidArgument`] for
   /// `exclusive` without `create`, a created size of 0 or above [`MAX_SIZE`].
   pub fn open(name: &Name, size: u64, options: &OpenOptions) -> Result<Segment> {
-    let no_init = None::<fn(Mapping) -> std::result::Result<(), std::convert::Infallible>>;
+    let no_init = None::<fn(Arc<Mapping>) -> std::result::Result<(), std::convert::Infallible>>;
     Segment::open_inner(name, size, options, no_init).map_err(Error::from)
   }
 
@@ -118,7 +120,7 @@ impl Segment {
     name: &Name,
     size: u64,
     options: &OpenOptions,
-    init: impl FnOnce(Mapping) -> std::result::Result<(), E>,
+    init: impl FnOnce(Arc<Mapping>) -> std::result::Result<(), E>,
   ) -> std::result::Result<Segment, OpenError<E>> {
     Segment::open_inner(name, size, options, Some(init))
   }
@@ -127,7 +129,7 @@ impl Segment {
     name: &Name,
     size: u64,
     options: &OpenOptions,
-    init: Option<impl FnOnce(Mapping) -> std::result::Result<(), E>>,
+    init: Option<impl FnOnce(Arc<Mapping>) -> std::result::Result<(), E>>,
   ) -> std::result::Result<Segment, OpenError<E>> {
     check_options(size, options).map_err(OpenError::Open)?;
     if !options.create {
@@ -186,14 +188,16 @@ impl Segment {
     os::unlink(name.os_name()).map_err(|e| e.for_name(name.os_name()))
   }
 
-  /// Maps the segment's `size()` bytes.
+  /// Maps the segment's `size()` bytes. A [`Access::CopyOnWrite`] mapping
+  /// comes with a shared read-only alias of the same bytes (two OS
+  /// mappings), where its words are waited on.
   ///
   /// # Errors
   /// [`Error::ReadOnly`] for [`Access::ReadWrite`] on a read-only handle;
   /// `ENOMEM` when the address space or `vm.max_map_count` is exhausted;
   /// [`Error::Size`] when another program shrank the segment below `size()`
   /// (mapping it would fault on the missing pages).
-  pub fn map(&self, access: Access) -> Result<Mapping> {
+  pub fn map(&self, access: Access) -> Result<Arc<Mapping>> {
     if self.read_only && access == Access::ReadWrite {
       return Err(Error::ReadOnly);
     }
@@ -243,7 +247,7 @@ fn check_options(size: u64, options: &OpenOptions) -> Result<()> {
 }
 
 /// Maps `size` bytes of `handle`, the segment `name`.
-fn map_handle(handle: &os::Handle, name: &Name, size: u64, access: Access) -> Result<Mapping> {
+fn map_handle(handle: &os::Handle, name: &Name, size: u64, access: Access) -> Result<Arc<Mapping>> {
   let actual = os::size_of(handle)?;
   if actual < size {
     return Err(Error::Size {
@@ -257,14 +261,28 @@ fn map_handle(handle: &os::Handle, name: &Name, size: u64, access: Access) -> Re
       "A segment of {size} bytes does not fit this process's address space"
     ))
   })?;
+  let needed = if access == Access::CopyOnWrite { 2 } else { 1 };
   if let Some(limit) = os::max_map_count() {
-    let held = live_count();
-    if held >= mapping_budget(limit) {
+    let held = Mapping::count();
+    if held + needed > mapping_budget(limit) {
       return Err(Error::too_many_mappings(held, limit).for_name(name.os_name()));
     }
   }
-  let ptr = os::map(handle, len, access).map_err(|e| e.for_name(name.os_name()))?;
-  Ok(Mapping::new(ptr, len, access))
+  let map = |access| os::map(handle, len, access).map_err(|e| e.for_name(name.os_name()));
+  let ptr = map(access)?;
+  let alias = if access == Access::CopyOnWrite {
+    match map(Access::ReadOnly) {
+      Ok(alias) => Some(alias),
+      Err(error) => {
+        // SAFETY: mapped just above and not yet handed to anyone.
+        unsafe { os::unmap(ptr, len) };
+        return Err(error);
+      }
+    }
+  } else {
+    None
+  };
+  Ok(Mapping::new(ptr, len, access, alias))
 }
 
 /// One creating `open`: the segment it made and initialized, kept across the
@@ -277,7 +295,7 @@ struct Creating<'a, F> {
   made: Option<os::Unnamed>,
 }
 
-impl<'a, E, F: FnOnce(Mapping) -> std::result::Result<(), E>> Creating<'a, F> {
+impl<'a, E, F: FnOnce(Arc<Mapping>) -> std::result::Result<(), E>> Creating<'a, F> {
   fn new(name: &'a Name, size: u64, options: &'a OpenOptions, init: Option<F>) -> Self {
     Creating {
       name,

@@ -3,6 +3,7 @@
 //! still checks every bound, so a caller that skips the facade cannot crash.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use napi::bindgen_prelude::{Buffer, ObjectFinalize, Uint8ArraySlice};
 use napi::{sys, Env, JsValue};
@@ -22,7 +23,7 @@ pub struct NativeSegment {
   /// Keyed by the first byte's address: detach finds a view in O(1).
   views: HashMap<usize, View>,
   /// A mapping of our own for `read` and `write`, made on first use.
-  copier: Option<Mapping>,
+  copier: Option<Arc<Mapping>>,
   /// Prune collected views when `views` grows to this many.
   prune_at: usize,
 }
@@ -191,22 +192,13 @@ impl NativeSegment {
       Access::ReadWrite
     };
     let mapping = segment.map(access).map_err(|e| throw_core(&env, &e))?;
-    // A copy-on-write view waits and notifies through a shared alias (see views.rs).
-    let alias = match access {
-      Access::CopyOnWrite => Some(
-        segment
-          .map(Access::ReadOnly)
-          .map_err(|e| throw_core(&env, &e))?,
-      ),
-      _ => None,
-    };
     // Pruning walks every view: do it each time the list doubles, so that
     // attach stays O(1) amortized with thousands of live views.
     if self.views.len() >= self.prune_at {
       self.prune(&env);
       self.prune_at = (self.views.len() * 2).max(PRUNE_MIN);
     }
-    let (view, buffer) = View::new(&env, mapping, alias)?;
+    let (view, buffer) = View::new(&env, mapping)?;
     // A key still held by a collected view is stale: the kernel could only
     // hand out this address again after that view's memory was unmapped.
     if let Some(stale) = self.views.insert(view.address(), view) {
@@ -353,8 +345,8 @@ impl ObjectFinalize for NativeSegment {
 /// Calls the JavaScript `init` with an `ArrayBuffer` over the unpublished
 /// segment, then detaches the buffer. Its exception, if any, stays pending
 /// and becomes the error of `open`.
-fn run_init(env: &Env, init: sys::napi_value, mapping: Mapping) -> napi::Result<()> {
-  let (view, buffer) = View::new(env, mapping, None)?;
+fn run_init(env: &Env, init: sys::napi_value, mapping: Arc<Mapping>) -> napi::Result<()> {
+  let (view, buffer) = View::new(env, mapping)?;
   let mut this = std::ptr::null_mut();
   let mut returned = std::ptr::null_mut();
   // SAFETY: live env; `init` and `buffer` are values of this call; the
