@@ -29,6 +29,8 @@ mod mapping;
 mod mutex;
 mod name;
 mod os;
+#[cfg(unix)]
+mod overlay;
 mod segment;
 mod sync;
 #[cfg(test)]

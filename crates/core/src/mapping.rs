@@ -22,6 +22,18 @@ pub enum Access {
   CopyOnWrite,
 }
 
+/// What releasing a [`Mapping`] does to its address range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Backing {
+  /// The range is ours (`os::map`): releasing unmaps it.
+  Own,
+  /// The range belongs to someone else (a V8 WebAssembly memory) and the
+  /// segment is mapped over its first `pages` bytes (`overlay.rs`):
+  /// releasing puts private zero pages back, and the owner frees the range.
+  #[cfg(unix)]
+  Overlay { pages: usize },
+}
+
 /// `Mapping::state`: [`Mapping::unmap`] has been called.
 const RETIRED: usize = 1;
 /// `Mapping::state`: the OS mapping is gone.
@@ -44,6 +56,7 @@ pub struct Mapping {
   base: *mut u8,
   len: usize,
   access: Access,
+  backing: Backing,
   /// `RETIRED | RELEASED` flags plus `PIN` times the number of pins.
   state: AtomicUsize,
 }
@@ -116,13 +129,30 @@ unsafe fn copy_between(src: *const u8, dst: *mut u8, len: usize, callers: *const
 
 impl Mapping {
   pub(crate) fn new(ptr: *mut u8, len: usize, access: Access) -> Mapping {
+    Mapping::with_backing(ptr, len, access, Backing::Own)
+  }
+
+  /// The segment mapped over `pages` bytes at `ptr` that someone else owns.
+  #[cfg(unix)]
+  pub(crate) fn overlay(ptr: *mut u8, len: usize, pages: usize, access: Access) -> Mapping {
+    Mapping::with_backing(ptr, len, access, Backing::Overlay { pages })
+  }
+
+  fn with_backing(ptr: *mut u8, len: usize, access: Access, backing: Backing) -> Mapping {
     live().push((ptr as usize, len));
     Mapping {
       base: ptr,
       len,
       access,
+      backing,
       state: AtomicUsize::new(0),
     }
+  }
+
+  /// Whether the segment is mapped over memory someone else owns (an
+  /// in-heap view), rather than at an address of its own.
+  pub fn is_overlay(&self) -> bool {
+    self.backing != Backing::Own
   }
 
   /// The first byte, page-aligned; null once unmapped (retired).
@@ -156,8 +186,13 @@ impl Mapping {
   }
 
   /// Keeps the memory mapped until the returned guard drops, so that another
-  /// thread may read it; `None` once [`Mapping::unmap`] has run.
+  /// thread may read it; `None` once [`Mapping::unmap`] has run, and always
+  /// for an overlay: its owner may free the memory whatever we hold, so its
+  /// words are waited on in a mapping of our own (an alias).
   pub fn pin(self: &Arc<Self>) -> Option<Pinned> {
+    if self.is_overlay() {
+      return None;
+    }
     let mut state = self.state.load(Ordering::Acquire);
     loop {
       if state & RETIRED != 0 {
@@ -288,21 +323,53 @@ impl Mapping {
     }
   }
 
+  /// Forgets an overlay whose memory its owner has already taken back
+  /// (the garbage collector freed the WebAssembly memory), without touching
+  /// that memory, which may hold something else by now. On a mapping of our
+  /// own it is [`Mapping::unmap`].
+  ///
+  /// # Safety
+  /// As [`Mapping::unmap`].
+  pub unsafe fn forget_overlay(&self) {
+    if self.is_overlay() {
+      if self.state.fetch_or(RETIRED | RELEASED, Ordering::AcqRel) & RELEASED == 0 {
+        self.leave_live();
+      }
+    } else {
+      // SAFETY: the caller's contract.
+      unsafe { self.unmap() };
+    }
+  }
+
   /// Unmaps for real, once: reached by whichever of `unmap` and the last
-  /// pin's drop comes second.
+  /// pin's drop comes second (at once for an overlay, which has no pins).
   fn release(&self) {
     if self.state.fetch_or(RELEASED, Ordering::AcqRel) & RELEASED == 0 {
-      let mut live = live();
-      if let Some(index) = live
-        .iter()
-        .position(|&(start, _)| start == self.base as usize)
-      {
-        live.swap_remove(index);
+      self.leave_live();
+      match self.backing {
+        // SAFETY: `base`/`len` came from `os::map`; the RELEASED flag hands
+        // them to exactly one caller, after retirement and with no pin left.
+        Backing::Own => unsafe { os::unmap(self.base, self.len) },
+        // SAFETY: the owner's range is still allocated (the caller of
+        // `unmap` holds it alive, see `overlay.rs`). Should the kernel
+        // refuse, the overlay stays until the owner frees the range: views
+        // keep showing the segment, and nothing faults.
+        #[cfg(unix)]
+        Backing::Overlay { pages } => {
+          let _ = unsafe { os::zero_over(self.base, pages) };
+        }
       }
-      drop(live);
-      // SAFETY: `base`/`len` came from `os::map`; the RELEASED flag hands
-      // them to exactly one caller, after retirement and with no pin left.
-      unsafe { os::unmap(self.base, self.len) };
+    }
+  }
+
+  /// Drops this mapping from the list of live ones.
+  fn leave_live(&self) {
+    let mut live = live();
+    if let Some(index) = live
+      .iter()
+      .position(|&(start, len)| start == self.base as usize && len == self.len)
+    {
+      live.swap_remove(index);
     }
   }
 }

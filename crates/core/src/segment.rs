@@ -174,6 +174,13 @@ impl Segment {
   /// [`Error::Size`] when another program shrank the segment below `size()`
   /// (mapping it would fault on the missing pages).
   pub fn map(&self, access: Access) -> Result<Mapping> {
+    let len = self.mappable_len(access)?;
+    let ptr = os::map(&self.handle, len, access).map_err(|e| e.for_name(self.name.os_name()))?;
+    Ok(Mapping::new(ptr, len, access))
+  }
+
+  /// The checks every mapping of the segment passes first; returns its length.
+  pub(crate) fn mappable_len(&self, access: Access) -> Result<usize> {
     if self.read_only && access == Access::ReadWrite {
       return Err(Error::ReadOnly);
     }
@@ -197,8 +204,13 @@ impl Segment {
         return Err(Error::too_many_mappings(held, limit).for_name(self.name.os_name()));
       }
     }
-    let ptr = os::map(&self.handle, len, access).map_err(|e| e.for_name(self.name.os_name()))?;
-    Ok(Mapping::new(ptr, len, access))
+    Ok(len)
+  }
+
+  /// The open OS object.
+  #[cfg(unix)]
+  pub(crate) fn handle(&self) -> &os::Handle {
+    &self.handle
   }
 
   /// The segment's name.
