@@ -21,8 +21,12 @@ export declare class NativeSegment {
   get readOnly(): boolean
   /** Whether `close()` has run. */
   get closed(): boolean
-  /** Maps the segment and returns an `ArrayBuffer` over it (`PR_AttachSharedMemory`). */
-  attach(readOnly: boolean): ArrayBuffer
+  /**
+   * Maps the segment and returns an `ArrayBuffer` over it (`PR_AttachSharedMemory`):
+   * an external buffer where the runtime allows them, else (or with
+   * `in_heap`) the segment mapped over a WebAssembly memory's buffer.
+   */
+  attach(readOnly: boolean, inHeap: boolean): ArrayBuffer
   /**
    * Unmaps the attachment whose `ArrayBuffer` is `buffer` and detaches it
    * (`PR_DetachSharedMemory`).
@@ -101,3 +105,23 @@ export declare function syncCalls(): { wait(view: Int32Array, index: number, exp
  * once (`not-equal`, or `timed-out` for a zero timeout).
  */
 export declare function waitWordAsync(view: Int32Array, index: number, expected: number, timeoutMs: number): number
+
+/** What this runtime gives `attach()`. */
+export declare function zeroCopy(): ZeroCopy
+
+/** What `attach()` gives in this runtime (`SharedMemory.zeroCopy`). */
+export declare const enum ZeroCopy {
+  /** A buffer over the process's own mapping of the segment (Node, Bun, Deno). */
+  External = 'external',
+  /**
+   * The segment mapped over a WebAssembly memory V8 allocated (Electron on
+   * Linux and macOS, or `NAMED_SHM_FORCE_IN_HEAP=1`).
+   */
+  InHeap = 'in-heap',
+  /**
+   * No zero-copy view: `attach()` throws `ERR_SHM_EXTERNAL_BUFFERS`, and
+   * `read`, `readInto` and `write` copy (Electron on Windows, or without
+   * WebAssembly, as under `--jitless`).
+   */
+  Copy = 'copy',
+}

@@ -846,3 +846,5 @@ module.exports.osNameOf = nativeBinding.osNameOf
 module.exports.pendingWaits = nativeBinding.pendingWaits
 module.exports.syncCalls = nativeBinding.syncCalls
 module.exports.waitWordAsync = nativeBinding.waitWordAsync
+module.exports.zeroCopy = nativeBinding.zeroCopy
+module.exports.ZeroCopy = nativeBinding.ZeroCopy

@@ -10,6 +10,7 @@ use napi::{sys, Env, Error, Status};
 pub const CLOSED: &str = "ERR_SHM_CLOSED";
 pub const NOT_ATTACHED: &str = "ERR_SHM_NOT_ATTACHED";
 pub const EXTERNAL_BUFFERS: &str = "ERR_SHM_EXTERNAL_BUFFERS";
+pub const IN_HEAP_UNSUPPORTED: &str = "ERR_SHM_IN_HEAP_UNSUPPORTED";
 pub const OUT_OF_RANGE: &str = "ERR_OUT_OF_RANGE";
 
 /// Which JavaScript constructor an error uses.

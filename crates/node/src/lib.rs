@@ -6,12 +6,14 @@
 
 mod errors;
 mod hot;
+mod in_heap;
 mod segment;
 mod sync;
 mod views;
 mod words;
 
 pub use hot::sync_calls;
+pub use in_heap::{zero_copy, ZeroCopy};
 pub use segment::{delete_segment, os_name_of, NativeOpenOptions, NativeSegment};
 pub use sync::{
   cancel_wait, check_mutex, init_sync, keep_alive, lock_mutex_async, pending_waits, wait_word_async,

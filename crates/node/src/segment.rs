@@ -11,6 +11,7 @@ use napi_derive::napi;
 use named_shm_core::{Access, Mapping, Name, Namespace, OpenOptions, Segment};
 
 use crate::errors::{throw_code, throw_core, Kind, CLOSED, NOT_ATTACHED, OUT_OF_RANGE};
+use crate::in_heap::{self, ZeroCopy};
 use crate::views::View;
 
 /// An open named segment (the object behind `SharedMemory`).
@@ -136,12 +137,15 @@ impl NativeSegment {
     self.segment.is_none()
   }
 
-  /// Maps the segment and returns an `ArrayBuffer` over it (`PR_AttachSharedMemory`).
+  /// Maps the segment and returns an `ArrayBuffer` over it (`PR_AttachSharedMemory`):
+  /// an external buffer where the runtime allows them, else (or with
+  /// `in_heap`) the segment mapped over a WebAssembly memory's buffer.
   #[napi(ts_return_type = "ArrayBuffer")]
   pub fn attach(
     &mut self,
     env: Env,
     read_only: bool,
+    in_heap: bool,
   ) -> napi::Result<napi::bindgen_prelude::Unknown<'_>> {
     let segment = self.segment.as_ref().ok_or_else(|| closed(&env))?;
     let access = if read_only || segment.is_read_only() {
@@ -149,15 +153,10 @@ impl NativeSegment {
     } else {
       Access::ReadWrite
     };
-    let mapping = segment.map(access).map_err(|e| throw_core(&env, &e))?;
-    // A copy-on-write view waits and notifies through a shared alias (see views.rs).
-    let alias = match access {
-      Access::CopyOnWrite => Some(
-        segment
-          .map(Access::ReadOnly)
-          .map_err(|e| throw_core(&env, &e))?,
-      ),
-      _ => None,
+    let kind = if in_heap {
+      ZeroCopy::InHeap
+    } else {
+      in_heap::zero_copy(env)
     };
     // Pruning walks every view: do it each time the list doubles, so that
     // attach stays O(1) amortized with thousands of live views.
@@ -165,7 +164,26 @@ impl NativeSegment {
       self.prune(&env);
       self.prune_at = (self.views.len() * 2).max(PRUNE_MIN);
     }
-    let (view, buffer) = View::new(&env, mapping, alias)?;
+    let segment = self.segment.as_ref().ok_or_else(|| closed(&env))?;
+    let (view, buffer) = match kind {
+      ZeroCopy::External => {
+        let mapping = segment.map(access).map_err(|e| throw_core(&env, &e))?;
+        // A copy-on-write view waits and notifies through a shared alias (see views.rs).
+        let alias = match access {
+          Access::CopyOnWrite => Some(
+            segment
+              .map(Access::ReadOnly)
+              .map_err(|e| throw_core(&env, &e))?,
+          ),
+          _ => None,
+        };
+        View::new(&env, mapping, alias)?
+      }
+      #[cfg(unix)]
+      ZeroCopy::InHeap => View::in_heap(&env, segment, access)?,
+      _ if in_heap => return Err(in_heap::unsupported(&env)),
+      _ => return Err(in_heap::no_view(&env)),
+    };
     // A key still held by a collected view is stale: the kernel could only
     // hand out this address again after that view's memory was unmapped.
     if let Some(stale) = self.views.insert(view.address(), view) {

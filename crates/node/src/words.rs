@@ -107,14 +107,11 @@ fn resolve(
       &format!("The \"view\" argument must be {expected} over an attached segment"),
     ));
   };
-  let Some(view_place) = views::place(info.data, info.byte_length) else {
-    return Err(throw_code(
-      env,
-      Kind::Error,
-      NOT_ATTACHED,
-      "The view does not lie in an attached segment (a plain or shared buffer, or detached)",
-    ));
-  };
+  // The view must start in an attachment; the word, checked below, must lie
+  // in it too (an in-heap view's buffer runs on past the segment's end).
+  if views::place(info.data, info.byte_length.min(1)).is_none() {
+    return Err(not_attached(env));
+  }
   let fits = byte_index.is_finite()
     && byte_index >= 0.0
     && byte_index.fract() == 0.0
@@ -150,11 +147,17 @@ fn resolve(
       ),
     ));
   }
-  let place = views::Place {
-    target: view_place.target + (address - info.data),
-    writable: view_place.writable,
-  };
+  let place = views::place(address, width).ok_or_else(|| not_attached(env))?;
   Ok((address, place))
+}
+
+fn not_attached(env: &Env) -> napi::Error {
+  throw_code(
+    env,
+    Kind::Error,
+    NOT_ATTACHED,
+    "The view does not lie in an attached segment (a plain or shared buffer, or detached)",
+  )
 }
 
 /// The 4-byte word for a call that ends before JavaScript runs again.
