@@ -26,7 +26,7 @@ export declare class NativeSegment {
    * an external buffer where the runtime allows them, else (or with
    * `in_heap`) the segment mapped over a WebAssembly memory's buffer.
    */
-  attach(readOnly: boolean, inHeap: boolean): ArrayBuffer
+  attach(readOnly: boolean, inHeap?: boolean | undefined | null): ArrayBuffer
   /**
    * Unmaps the attachment whose `ArrayBuffer` is `buffer` and detaches it
    * (`PR_DetachSharedMemory`).

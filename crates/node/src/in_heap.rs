@@ -19,7 +19,9 @@ use std::sync::OnceLock;
 use napi::{sys, Env};
 use napi_derive::napi;
 
-use crate::errors::{check, throw_code, Kind, EXTERNAL_BUFFERS, IN_HEAP_UNSUPPORTED, OUT_OF_RANGE};
+use crate::errors::{
+  check, throw_code, throw_core, Kind, EXTERNAL_BUFFERS, IN_HEAP_UNSUPPORTED, OUT_OF_RANGE,
+};
 use crate::views::clear_pending_exception;
 
 /// What `attach()` gives in this runtime (`SharedMemory.zeroCopy`).
@@ -225,16 +227,19 @@ pub fn new_memory(env: &Env, len: usize) -> napi::Result<HeapMemory> {
   if status != sys::Status::napi_ok {
     // V8 throws a RangeError ("could not allocate memory") once its address
     // space for WebAssembly is spent, even after collecting garbage.
+    // Its own mmap failed, or its budget of address space is spent.
     clear_pending_exception(env);
-    return Err(throw_code(
-      env,
-      Kind::Error,
-      "ENOMEM",
-      &format!(
-        "V8 could not allocate {} bytes of WebAssembly memory for an in-heap view (each reserves 8-10 GiB of address space; detach views you no longer use)",
+    let error = named_shm_core::Error::Os {
+      code: "ENOMEM",
+      errno: 12,
+      syscall: "mmap",
+      name: None,
+      detail: Some(format!(
+        "V8 could not allocate {} bytes of WebAssembly memory for an in-heap view, which reserves 8 to 10 GiB of address space; detach views no longer used",
         pages * WASM_PAGE
-      ),
-    ));
+      )),
+    };
+    return Err(throw_core(env, &error));
   }
   let buffer = property(env, memory, c"buffer").ok_or_else(|| unsupported(env))?;
   let mut data = ptr::null_mut();

@@ -145,8 +145,9 @@ impl NativeSegment {
     &mut self,
     env: Env,
     read_only: bool,
-    in_heap: bool,
+    in_heap: Option<bool>,
   ) -> napi::Result<napi::bindgen_prelude::Unknown<'_>> {
+    let in_heap = in_heap.unwrap_or(false);
     let segment = self.segment.as_ref().ok_or_else(|| closed(&env))?;
     let access = if read_only || segment.is_read_only() {
       Access::CopyOnWrite
