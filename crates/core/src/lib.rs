@@ -31,6 +31,7 @@ mod name;
 mod os;
 #[cfg(unix)]
 mod overlay;
+mod registry;
 mod segment;
 mod sync;
 #[cfg(test)]
@@ -41,5 +42,5 @@ pub use error::{Error, Result};
 pub use mapping::{Access, Mapping, Pinned};
 pub use mutex::{LockOutcome, Owner, SharedMutex, MUTEX_BYTES};
 pub use name::{Name, Namespace, Platform, MAX_NAME_BYTES};
-pub use segment::{OpenOptions, Segment, MAX_SIZE};
+pub use segment::{OpenError, OpenOptions, Segment, MAX_SIZE};
 pub use sync::{notify, wait, SharedWord, WaitOutcome};

@@ -2,10 +2,12 @@
 
 use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::os;
+use crate::registry;
+use crate::waiter;
 
 /// How a mapping may be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,18 +24,6 @@ pub enum Access {
   CopyOnWrite,
 }
 
-/// What releasing a [`Mapping`] does to its address range.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Backing {
-  /// The range is ours (`os::map`): releasing unmaps it.
-  Own,
-  /// The range belongs to someone else (a V8 WebAssembly memory) and the
-  /// segment is mapped over its first `pages` bytes (`overlay.rs`):
-  /// releasing puts private zero pages back, and the owner frees the range.
-  #[cfg(unix)]
-  Overlay { pages: usize },
-}
-
 /// `Mapping::state`: [`Mapping::unmap`] has been called.
 const RETIRED: usize = 1;
 /// `Mapping::state`: the OS mapping is gone.
@@ -42,6 +32,12 @@ const RELEASED: usize = 2;
 const PIN: usize = 4;
 
 /// A mapped range of a segment, unmapped on drop.
+///
+/// This type owns a mapping's whole life: [`Segment::map`](crate::Segment::map)
+/// makes one, it enters the process's registry of mappings as it is made
+/// ([`Mapping::containing`] finds it by address), and it leaves the registry
+/// in the same step that unmaps it, before the OS may hand the address out
+/// again. No caller registers or forgets anything.
 ///
 /// `Send + Sync`: it is plain memory shared with other processes anyway; the
 /// owner decides when nothing can reach it any more and calls
@@ -56,7 +52,16 @@ pub struct Mapping {
   base: *mut u8,
   len: usize,
   access: Access,
-  backing: Backing,
+  /// A copy-on-write view's shared read-only mapping of the same bytes,
+  /// where its words are waited on and notified: a private page would meet
+  /// no other process's futex, and a futex wait would even copy the page,
+  /// cutting the view off from later writes by others. Unmapped with the view.
+  /// An overlay has one too, whatever its access (see `overlay`).
+  alias: Option<*mut u8>,
+  /// For an overlay (`overlay.rs`): how many bytes of someone else's memory
+  /// the segment is mapped over, from `base`. Retiring it puts zero pages
+  /// back at once, and its owner frees the range; pins hold only the alias.
+  overlay: Option<usize>,
   /// `RETIRED | RELEASED` flags plus `PIN` times the number of pins.
   state: AtomicUsize,
 }
@@ -66,31 +71,6 @@ pub struct Mapping {
 unsafe impl Send for Mapping {}
 // SAFETY: as above; `state` is atomic so `unmap` through `&self` is race-free.
 unsafe impl Sync for Mapping {}
-
-/// `(start, len)` of every live mapping in this process. Two mappings of one
-/// segment are two addresses for the same memory, so a caller's buffer that
-/// lies in any mapping may alias the bytes a copy overwrites, which neither
-/// `copy_nonoverlapping` nor `memmove` can see; such copies are staged.
-static LIVE: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
-
-fn live() -> std::sync::MutexGuard<'static, Vec<(usize, usize)>> {
-  // The list stays consistent even if a holder panicked: each edit is one call.
-  LIVE.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// How many mappings of segments this process holds.
-pub(crate) fn live_count() -> usize {
-  live().len()
-}
-
-/// Whether `[addr, addr + len)` overlaps any live mapping of this process.
-fn in_some_mapping(addr: *const u8, len: usize) -> bool {
-  let addr = addr as usize;
-  len > 0
-    && live()
-      .iter()
-      .any(|&(start, size)| addr < start.saturating_add(size) && start < addr.saturating_add(len))
-}
 
 /// Copies `len` bytes from `src` to `dst`, as memmove would if it could see
 /// that two addresses are one memory.
@@ -108,7 +88,7 @@ fn in_some_mapping(addr: *const u8, len: usize) -> bool {
 /// # Safety
 /// `src` is valid for reads and `dst` for writes of `len` bytes.
 unsafe fn copy_between(src: *const u8, dst: *mut u8, len: usize, callers: *const u8) -> Result<()> {
-  if !in_some_mapping(callers, len) {
+  if !registry::overlaps(callers as usize, len) {
     // SAFETY: the caller's side lies in no mapping, so it is memory distinct
     // from the mapping on the other side. Other processes may write
     // meanwhile: shared memory gives no snapshot, as documented.
@@ -128,31 +108,79 @@ unsafe fn copy_between(src: *const u8, dst: *mut u8, len: usize, callers: *const
 }
 
 impl Mapping {
-  pub(crate) fn new(ptr: *mut u8, len: usize, access: Access) -> Mapping {
-    Mapping::with_backing(ptr, len, access, Backing::Own)
-  }
-
-  /// The segment mapped over `pages` bytes at `ptr` that someone else owns.
-  #[cfg(unix)]
-  pub(crate) fn overlay(ptr: *mut u8, len: usize, pages: usize, access: Access) -> Mapping {
-    Mapping::with_backing(ptr, len, access, Backing::Overlay { pages })
-  }
-
-  fn with_backing(ptr: *mut u8, len: usize, access: Access, backing: Backing) -> Mapping {
-    live().push((ptr as usize, len));
-    Mapping {
+  /// Takes ownership of `len` bytes mapped at `ptr` (and of `alias`, the
+  /// same bytes mapped shared read-only for a copy-on-write view) and
+  /// registers them.
+  pub(crate) fn new(
+    ptr: *mut u8,
+    len: usize,
+    access: Access,
+    alias: Option<*mut u8>,
+  ) -> Arc<Mapping> {
+    Mapping::register(Mapping {
       base: ptr,
       len,
       access,
-      backing,
+      alias,
+      overlay: None,
       state: AtomicUsize::new(0),
+    })
+  }
+
+  /// Takes ownership of the segment mapped over `pages` bytes at `ptr` that
+  /// someone else owns (`overlay.rs`), and of `alias`, a mapping of our own
+  /// of the same bytes where its words are waited on; registers both.
+  #[cfg(unix)]
+  pub(crate) fn overlay(
+    ptr: *mut u8,
+    len: usize,
+    pages: usize,
+    access: Access,
+    alias: *mut u8,
+  ) -> Arc<Mapping> {
+    // The owner hands a range out again only once it freed it: an entry
+    // still there is an overlay whose memory was freed before its owner's
+    // finalizer forgot it. Forget it now, without touching the memory.
+    for stale in registry::overlapping(ptr as usize, pages) {
+      // SAFETY: the owner freed its memory, so nothing reaches it as `stale`.
+      unsafe { stale.forget_overlay() };
     }
+    Mapping::register(Mapping {
+      base: ptr,
+      len,
+      access,
+      alias: Some(alias),
+      overlay: Some(pages),
+      state: AtomicUsize::new(0),
+    })
+  }
+
+  fn register(mapping: Mapping) -> Arc<Mapping> {
+    let mapping = Arc::new(mapping);
+    let owner = Arc::downgrade(&mapping);
+    registry::insert(mapping.base as usize, mapping.len, owner.clone(), false);
+    if let Some(alias) = mapping.alias {
+      registry::insert(alias as usize, mapping.len, owner, true);
+    }
+    mapping
   }
 
   /// Whether the segment is mapped over memory someone else owns (an
   /// in-heap view), rather than at an address of its own.
   pub fn is_overlay(&self) -> bool {
-    self.backing != Backing::Own
+    self.overlay.is_some()
+  }
+
+  /// The live mapping of this process that holds all of `[addr, addr + len)`,
+  /// if any: the memory of a caller's view. One ordered lookup, no scan.
+  pub fn containing(addr: usize, len: usize) -> Option<Arc<Mapping>> {
+    registry::containing(addr, len)
+  }
+
+  /// How many OS mappings this process holds (a copy-on-write view counts
+  /// two: itself and its alias).
+  pub(crate) fn count() -> usize {
+    registry::count()
   }
 
   /// The first byte, page-aligned; null once unmapped (retired).
@@ -186,13 +214,8 @@ impl Mapping {
   }
 
   /// Keeps the memory mapped until the returned guard drops, so that another
-  /// thread may read it; `None` once [`Mapping::unmap`] has run, and always
-  /// for an overlay: its owner may free the memory whatever we hold, so its
-  /// words are waited on in a mapping of our own (an alias).
+  /// thread may read it; `None` once [`Mapping::unmap`] has run.
   pub fn pin(self: &Arc<Self>) -> Option<Pinned> {
-    if self.is_overlay() {
-      return None;
-    }
     let mut state = self.state.load(Ordering::Acquire);
     loop {
       if state & RETIRED != 0 {
@@ -212,6 +235,16 @@ impl Mapping {
         Err(now) => state = now,
       }
     }
+  }
+
+  /// Where the byte at `offset` is shared with other processes: in the view
+  /// itself, or for a copy-on-write view in its alias. Null once unmapped.
+  pub fn shared_ptr(&self, offset: usize) -> *mut u8 {
+    if self.is_unmapped() || offset > self.len {
+      return ptr::null_mut();
+    }
+    // SAFETY: `offset <= len` of a live mapping (or its alias, as long).
+    unsafe { self.alias.unwrap_or(self.base).add(offset) }
   }
 
   /// Whether `[addr, addr + len)` lies inside this live mapping.
@@ -318,58 +351,75 @@ impl Mapping {
   /// JavaScript `ArrayBuffer`). Pins stay valid until they drop.
   pub unsafe fn unmap(&self) {
     let before = self.state.fetch_or(RETIRED, Ordering::AcqRel);
-    if before & RETIRED == 0 && before < PIN {
-      self.release();
+    if before & RETIRED != 0 {
+      return;
     }
+    if let Some(pages) = self.overlay {
+      registry::remove(self.base as usize, self);
+      // SAFETY: the caller holds the owner's memory alive for this call
+      // (the binding holds the WebAssembly memory's buffer). Pins hold only
+      // the alias, so this cannot wait for them. Should the kernel refuse,
+      // the overlay stays until the owner frees the range: views keep
+      // showing the segment, and nothing faults.
+      let _ = unsafe { os::zero_over(self.base, pages) };
+    }
+    self.retired(before);
   }
 
-  /// Forgets an overlay whose memory its owner has already taken back
-  /// (the garbage collector freed the WebAssembly memory), without touching
-  /// that memory, which may hold something else by now. On a mapping of our
-  /// own it is [`Mapping::unmap`].
+  /// Forgets an overlay whose memory its owner already took back (the
+  /// garbage collector freed the WebAssembly memory), without touching that
+  /// memory, which may hold something else by now; its alias goes as in
+  /// [`Mapping::unmap`]. On a mapping of our own it is [`Mapping::unmap`].
   ///
   /// # Safety
   /// As [`Mapping::unmap`].
   pub unsafe fn forget_overlay(&self) {
-    if self.is_overlay() {
-      if self.state.fetch_or(RETIRED | RELEASED, Ordering::AcqRel) & RELEASED == 0 {
-        self.leave_live();
-      }
-    } else {
+    if self.overlay.is_none() {
       // SAFETY: the caller's contract.
-      unsafe { self.unmap() };
+      return unsafe { self.unmap() };
+    }
+    let before = self.state.fetch_or(RETIRED, Ordering::AcqRel);
+    if before & RETIRED == 0 {
+      registry::remove(self.base as usize, self);
+      self.retired(before);
+    }
+  }
+
+  /// After retiring: unmaps now, or lets the last pin do it.
+  fn retired(&self, before: usize) {
+    if before < PIN {
+      self.release();
+    } else {
+      // A waiter thread holds it: tell the waiters to look, so that the
+      // wait ends (`Detached`) and its pin goes.
+      waiter::poke();
     }
   }
 
   /// Unmaps for real, once: reached by whichever of `unmap` and the last
-  /// pin's drop comes second (at once for an overlay, which has no pins).
+  /// pin's drop comes second.
   fn release(&self) {
-    if self.state.fetch_or(RELEASED, Ordering::AcqRel) & RELEASED == 0 {
-      self.leave_live();
-      match self.backing {
-        // SAFETY: `base`/`len` came from `os::map`; the RELEASED flag hands
-        // them to exactly one caller, after retirement and with no pin left.
-        Backing::Own => unsafe { os::unmap(self.base, self.len) },
-        // SAFETY: the owner's range is still allocated (the caller of
-        // `unmap` holds it alive, see `overlay.rs`). Should the kernel
-        // refuse, the overlay stays until the owner frees the range: views
-        // keep showing the segment, and nothing faults.
-        #[cfg(unix)]
-        Backing::Overlay { pages } => {
-          let _ = unsafe { os::zero_over(self.base, pages) };
-        }
-      }
+    if self.state.fetch_or(RELEASED, Ordering::AcqRel) & RELEASED != 0 {
+      return;
     }
-  }
-
-  /// Drops this mapping from the list of live ones.
-  fn leave_live(&self) {
-    let mut live = live();
-    if let Some(index) = live
-      .iter()
-      .position(|&(start, len)| start == self.base as usize && len == self.len)
-    {
-      live.swap_remove(index);
+    // Out of the registry first: once unmapped, the address may be handed
+    // to a new mapping at any moment.
+    if self.overlay.is_none() {
+      registry::remove(self.base as usize, self);
+    }
+    if let Some(alias) = self.alias {
+      registry::remove(alias as usize, self);
+    }
+    // SAFETY: `base` (unless an overlay, put back when retired), `alias`
+    // and `len` came from `os::map`; the RELEASED flag hands them to exactly
+    // one caller, after retirement and with no pin left.
+    unsafe {
+      if self.overlay.is_none() {
+        os::unmap(self.base, self.len);
+      }
+      if let Some(alias) = self.alias {
+        os::unmap(alias, self.len);
+      }
     }
   }
 }
@@ -394,6 +444,14 @@ impl Pinned {
   /// Whether the mapping has no bytes (never true for a live mapping).
   pub fn is_empty(&self) -> bool {
     self.mapping.len == 0
+  }
+
+  /// Where the byte at `offset` is shared with other processes (see
+  /// [`Mapping::shared_ptr`]); valid while this guard lives.
+  pub fn shared_ptr(&self, offset: usize) -> *mut u8 {
+    debug_assert!(offset <= self.mapping.len);
+    // SAFETY: the pin keeps the view and its alias mapped; `offset <= len`.
+    unsafe { self.mapping.alias.unwrap_or(self.mapping.base).add(offset) }
   }
 
   /// The mapping held.

@@ -18,14 +18,18 @@
 //! An overlay cannot be pinned ([`Mapping::pin`]): its owner frees the range
 //! whatever another thread holds, so waits use a mapping of our own.
 
+use std::sync::Arc;
+
 use crate::error::{Error, Result};
 use crate::mapping::{Access, Mapping};
 use crate::os;
-use crate::segment::Segment;
+use crate::segment::{mappable_len, Segment};
 
 impl Segment {
   /// Maps the segment over the first bytes of `[addr, addr + capacity)`,
   /// rounded up to whole pages; the rest of the range is left as it was.
+  /// The mapping also gets an alias of our own, where waiter threads read
+  /// its words: the owner may free the range whatever they hold.
   ///
   /// # Safety
   /// The range is page-aligned memory of this process that its owner keeps
@@ -37,8 +41,17 @@ impl Segment {
   /// # Errors
   /// [`Error::InvalidArgument`] when `addr` is not page-aligned or the range
   /// is shorter than the segment in whole pages; otherwise as [`Segment::map`].
-  pub unsafe fn map_over(&self, addr: *mut u8, capacity: usize, access: Access) -> Result<Mapping> {
-    let len = self.mappable_len(access)?;
+  pub unsafe fn map_over(
+    &self,
+    addr: *mut u8,
+    capacity: usize,
+    access: Access,
+  ) -> Result<Arc<Mapping>> {
+    let (handle, name, size, read_only) = self.parts();
+    if read_only && access == Access::ReadWrite {
+      return Err(Error::ReadOnly);
+    }
+    let len = mappable_len(handle, name, size, 2)?;
     let page = os::page_size();
     let pages = len.div_ceil(page).saturating_mul(page);
     if addr.is_null() || !(addr as usize).is_multiple_of(page) || capacity < pages {
@@ -46,25 +59,31 @@ impl Segment {
         "Cannot map {len} bytes over {capacity} bytes at {addr:p}: the range must be page-aligned and hold {pages} bytes"
       )));
     }
-    let name = self.name().os_name();
+    let alias_access = if access == Access::ReadWrite {
+      Access::ReadWrite
+    } else {
+      Access::ReadOnly
+    };
+    let for_name = |error: Error| error.for_name(name.os_name());
+    let alias = os::map(handle, len, alias_access).map_err(for_name)?;
     // SAFETY: the caller's contract for the range; `pages` ends in the page
     // holding the segment's last byte, and `mappable_len` checked that the
     // object is that long, so no mapped page lies wholly past its end.
-    if let Err(error) = unsafe { os::map_over(addr, self.handle(), pages, access) } {
-      // A failed MAP_FIXED may leave a hole; fill it back with zero pages
-      // so the owner's range is whole again.
-      // SAFETY: the caller's contract for the range.
-      let _ = unsafe { os::zero_over(addr, pages) };
-      return Err(error.for_name(name));
+    if let Err(error) = unsafe { os::map_over(addr, handle, pages, access) } {
+      // SAFETY: a failed MAP_FIXED may leave a hole: fill the owner's range
+      // back with zero pages (its contract); the alias is ours, unused.
+      unsafe {
+        let _ = os::zero_over(addr, pages);
+        os::unmap(alias, len);
+      }
+      return Err(for_name(error));
     }
-    Ok(Mapping::overlay(addr, len, pages, access))
+    Ok(Mapping::overlay(addr, len, pages, access, alias))
   }
 }
 
 #[cfg(test)]
 mod tests {
-  use std::sync::Arc;
-
   use rustix::mm::{mmap_anonymous, munmap, MapFlags, ProtFlags};
 
   use super::*;
@@ -154,12 +173,52 @@ mod tests {
   }
 
   #[test]
-  fn an_overlay_cannot_be_pinned() {
+  fn a_pin_keeps_the_alias_but_unmap_puts_zeros_back_at_once() {
     let segment = scratch_segment("overlay-pin");
     let owned = Owned::new();
     // SAFETY: as above.
-    let overlay = Arc::new(unsafe { segment.map_over(owned.0, OWNED, Access::ReadWrite) }.unwrap());
-    assert!(overlay.pin().is_none());
+    let overlay = unsafe { segment.map_over(owned.0, OWNED, Access::ReadWrite) }.unwrap();
+    overlay.write_at(0, b"p").unwrap();
+    let pin = overlay.pin().unwrap();
+    assert_ne!(
+      pin.shared_ptr(0),
+      owned.0,
+      "waits read the alias, never the owner's memory"
+    );
+    // SAFETY: as above.
+    unsafe { overlay.unmap() };
+    assert_eq!(
+      owned.byte(0),
+      0,
+      "the owner's range is zeros at once, pin or not"
+    );
+    // SAFETY: the pin keeps the alias mapped.
+    assert_eq!(unsafe { pin.shared_ptr(0).read_volatile() }, b'p');
+    drop(pin);
+  }
+
+  #[test]
+  fn a_range_handed_out_again_forgets_the_stale_overlay() {
+    let segment = scratch_segment("overlay-reuse");
+    let owned = Owned::new();
+    // SAFETY: as above; the second call stands for an owner that freed the
+    // range (its finalizer not yet run) and handed it out again.
+    let stale = unsafe { segment.map_over(owned.0, OWNED, Access::ReadWrite) }.unwrap();
+    stale.write_at(0, b"s").unwrap();
+    // SAFETY: as above.
+    let fresh = unsafe { segment.map_over(owned.0, OWNED, Access::ReadWrite) }.unwrap();
+    assert!(stale.is_unmapped());
+    let found = Mapping::containing(owned.0 as usize, 4).unwrap();
+    assert!(Arc::ptr_eq(&found, &fresh));
+    drop(found);
+    drop(stale);
+    assert_eq!(
+      owned.byte(0),
+      b's',
+      "forgetting the stale one touched nothing"
+    );
+    drop(fresh);
+    assert_eq!(owned.byte(0), 0);
   }
 
   #[test]

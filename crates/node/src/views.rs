@@ -8,151 +8,27 @@
 //! holding it, whichever is first; it is never unmapped while JavaScript can
 //! reach it.
 //!
-//! Every live attachment is also in a process-wide registry, so that `wait`,
-//! `notify` and `SharedMutex` can check that a view lies in an attached
-//! segment and find the mapping to pin (see `named_shm_core::SharedWord`).
+//! Finding a view's mapping by address is the core's job
+//! (`Mapping::containing`): a mapping registers itself as it is made and
+//! leaves the registry as it is unmapped.
 //!
 //! An in-heap view (in_heap.rs) is the segment mapped over a WebAssembly
 //! memory's buffer, which V8 owns and cannot detach: `detach` and `close`
 //! put zero pages back over it while the buffer is in hand, and the garbage
-//! collector frees it (its finalizer then only forgets the overlay). Its
-//! words are waited on in an alias of our own, since V8 may free the buffer
-//! whatever a waiter thread holds.
+//! collector frees it (its finalizer then only forgets the overlay).
 
 use std::ffi::c_void;
 use std::ptr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::Arc;
 
-use named_shm_core::{waiter, Mapping};
-use napi::{sys, Env};
-
+use named_shm_core::Mapping;
 #[cfg(unix)]
 use named_shm_core::{Access, Segment};
+use napi::{sys, Env};
 
 use crate::errors::{check, throw_code, Kind, EXTERNAL_BUFFERS, OUT_OF_RANGE};
 #[cfg(unix)]
 use crate::in_heap;
-
-/// One registered attachment.
-struct Registered {
-  view: Weak<Mapping>,
-  /// The view's memory, `[start, start + len)`, while it is registered.
-  start: usize,
-  len: usize,
-  /// Where its words are waited on: `start`, or the alias's first byte.
-  target: usize,
-  writable: bool,
-  /// For a copy-on-write view: a shared read-only mapping of the same
-  /// segment, where words are waited on (a private page would meet no other
-  /// process's futex, and a futex wait would even copy the page, cutting the
-  /// view off from later writes by others).
-  alias: Option<Arc<Mapping>>,
-}
-
-static REGISTRY: Mutex<Vec<Registered>> = Mutex::new(Vec::new());
-
-fn registry() -> MutexGuard<'static, Vec<Registered>> {
-  REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Where a word of an attached view lies, for a call that ends before
-/// JavaScript runs again.
-#[derive(Clone, Copy)]
-pub struct Place {
-  /// The same byte in the mapping to wait in: the view's own, or its alias.
-  pub target: usize,
-  /// Whether writes through the view reach the segment.
-  pub writable: bool,
-}
-
-/// Where `[addr, addr + len)` lies, if in a live attachment. No reference
-/// counts change: the caller's view keeps the memory mapped for the call.
-pub fn place(addr: usize, len: usize) -> Option<Place> {
-  let fits = |entry: &&Registered| {
-    entry.view.strong_count() > 0
-      && addr >= entry.start
-      && addr
-        .checked_add(len)
-        .is_some_and(|end| end <= entry.start + entry.len)
-  };
-  let entries = registry();
-  let entry = entries.iter().find(fits)?;
-  Some(Place {
-    target: entry.target + (addr - entry.start),
-    writable: entry.writable,
-  })
-}
-
-/// The live attachment whose memory holds `[addr, addr + len)`: its mapping,
-/// and the mapping to wait in (itself, or its shared alias), for a wait that
-/// outlives the call (it pins them).
-pub fn find(addr: usize, len: usize) -> Option<(Arc<Mapping>, Arc<Mapping>)> {
-  registry().iter().find_map(|entry| {
-    let view = entry.view.upgrade()?;
-    if !view.contains(addr, len) {
-      return None;
-    }
-    let target = entry.alias.clone().unwrap_or_else(|| Arc::clone(&view));
-    Some((view, target))
-  })
-}
-
-fn register(view: &Arc<Mapping>, alias: Option<Arc<Mapping>>) {
-  let start = view.as_ptr() as usize;
-  let mut stale_aliases = Vec::new();
-  let mut entries = registry();
-  entries.retain_mut(|entry| {
-    let overlaps = start < entry.start + entry.len
-      && entry.start < start + view.len()
-      && entry.view.upgrade().is_none_or(|old| old.is_overlay());
-    if overlaps {
-      // Memory is handed out again only once freed: this entry is an
-      // in-heap view whose WebAssembly memory V8 freed before our finalizer
-      // ran. Forget it without touching the memory, now someone else's.
-      if let Some(old) = entry.view.upgrade() {
-        // SAFETY: V8 freed the memory, so nothing reaches it as the old view.
-        unsafe { old.forget_overlay() };
-      }
-      stale_aliases.extend(entry.alias.take());
-    }
-    entry.view.strong_count() > 0 && !overlaps
-  });
-  entries.push(Registered {
-    view: Arc::downgrade(view),
-    start,
-    len: view.len(),
-    target: alias
-      .as_ref()
-      .map_or(start, |alias| alias.as_ptr() as usize),
-    writable: view.access() == named_shm_core::Access::ReadWrite,
-    alias,
-  });
-  drop(entries);
-  for alias in stale_aliases {
-    // SAFETY: JavaScript never sees an alias; pins defer the unmap.
-    unsafe { alias.unmap() };
-  }
-}
-
-/// Drops `view` (unmapped) from the registry, with its alias, and tells the
-/// waiter threads so that waits on it end. Called wherever a view's mapping
-/// is unmapped, so the registry lists exactly the memory JavaScript reaches.
-fn forget(view: &Mapping) {
-  let mut gone = Vec::new();
-  registry().retain_mut(|entry| {
-    let live = entry.view.strong_count() > 0 && !ptr::eq(entry.view.as_ptr(), view);
-    if !live {
-      gone.extend(entry.alias.take());
-    }
-    live
-  });
-  for alias in gone {
-    // SAFETY: JavaScript never sees an alias; waiter threads hold pins,
-    // which defer the unmap until they let go.
-    unsafe { alias.unmap() };
-  }
-  waiter::poke();
-}
 
 /// A mapping handed to JavaScript.
 pub struct View {
@@ -170,12 +46,7 @@ impl View {
   /// # Errors
   /// `ERR_SHM_EXTERNAL_BUFFERS` where the runtime forbids external buffers
   /// (Electron ≥ 21): a copy would silently stop being shared.
-  pub fn new(
-    env: &Env,
-    mapping: Mapping,
-    alias: Option<Mapping>,
-  ) -> napi::Result<(View, sys::napi_value)> {
-    let mapping = Arc::new(mapping);
+  pub fn new(env: &Env, mapping: Arc<Mapping>) -> napi::Result<(View, sys::napi_value)> {
     let hint = Box::into_raw(Box::new(Arc::clone(&mapping)));
     let mut buffer = ptr::null_mut();
     // SAFETY: the memory stays mapped until `release` runs or the handle
@@ -221,7 +92,6 @@ impl View {
     let mut reference = ptr::null_mut();
     // SAFETY: `buffer` was just created in `env`; count 0 makes it weak.
     check(unsafe { sys::napi_create_reference(env.raw(), buffer, 0, &mut reference) })?;
-    register(&mapping, alias.map(Arc::new));
     Ok((
       View {
         address: mapping.as_ptr() as usize,
@@ -254,16 +124,6 @@ impl View {
     // buffer cannot be detached, so nothing else maps or frees the range.
     let mapping = unsafe { segment.map_over(memory.data, memory.capacity, access) }
       .map_err(|e| crate::errors::throw_core(env, &e))?;
-    let mapping = Arc::new(mapping);
-    // Waits that outlive a call read their word here, never in V8's memory.
-    let alias_access = if access == Access::ReadWrite {
-      Access::ReadWrite
-    } else {
-      Access::ReadOnly
-    };
-    let alias = segment
-      .map(alias_access)
-      .map_err(|e| crate::errors::throw_core(env, &e))?;
     let held = Box::into_raw(Box::new(Arc::clone(&mapping)));
     // SAFETY: `held` is a leaked Box that `release_overlay` reclaims once;
     // the buffer is an object of this env.
@@ -278,7 +138,8 @@ impl View {
       )
     };
     if status != sys::Status::napi_ok {
-      // SAFETY: refused, so Node never took `held`.
+      // SAFETY: refused, so Node never took `held`; dropping the last
+      // mapping puts zero pages back while this call holds the buffer.
       drop(unsafe { Box::from_raw(held) });
       return Err(napi::Error::new(
         napi::Status::from(status),
@@ -288,7 +149,6 @@ impl View {
     let mut reference = ptr::null_mut();
     // SAFETY: `buffer` was just created in `env`; count 0 makes it weak.
     check(unsafe { sys::napi_create_reference(env.raw(), memory.buffer, 0, &mut reference) })?;
-    register(&mapping, Some(Arc::new(alias)));
     Ok((
       View {
         address: mapping.as_ptr() as usize,
@@ -320,6 +180,12 @@ impl View {
     // SAFETY: `self.buffer` is a live reference created in this env.
     let status = unsafe { sys::napi_get_reference_value(env.raw(), self.buffer, &mut value) };
     (status == sys::Status::napi_ok && !value.is_null()).then_some(value)
+  }
+
+  /// Whether `buffer` is still a live `ArrayBuffer` over this view's memory
+  /// (JavaScript may have detached or transferred it).
+  pub fn is_live_buffer(&self, env: &Env, buffer: sys::napi_value) -> bool {
+    self.is_over_memory(env, buffer)
   }
 
   /// Whether `buffer` is a live `ArrayBuffer` over this view's memory.
@@ -354,7 +220,6 @@ impl View {
           // JavaScript cannot reach it; waiter threads pin what they read,
           // deferring the unmap.
           unsafe { self.mapping.unmap() };
-          forget(&self.mapping);
         }
       }
     }
@@ -371,7 +236,6 @@ impl View {
         // SAFETY: `own` keeps the memory allocated for this call; once the
         // zero pages are back, nothing reaches the segment through it.
         unsafe { self.mapping.unmap() };
-        forget(&self.mapping);
       }
     }
     self.forget(env);
@@ -386,6 +250,7 @@ impl View {
 }
 
 /// Whether `a === b`.
+#[cfg(unix)]
 fn strict_equals(env: &Env, a: sys::napi_value, b: sys::napi_value) -> bool {
   let mut equal = false;
   // SAFETY: both are values of this env; valid out-pointer.
@@ -413,12 +278,11 @@ unsafe extern "C" fn release(_env: sys::napi_env, _data: *mut c_void, hint: *mut
   // JavaScript reaches it; the handle unmaps earlier only after detaching a
   // buffer that held it.
   unsafe { mapping.unmap() };
-  forget(&mapping);
 }
 
-#[cfg(unix)]
 /// An in-heap view's finalizer: the garbage collector freed its buffer, and
 /// V8 frees (or has freed) the WebAssembly memory, overlay and all.
+#[cfg(unix)]
 unsafe extern "C" fn release_overlay(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
   // SAFETY: `data` is the Box leaked in `View::in_heap` (napi_add_finalizer's
   // `finalize_data`), reclaimed only here.
@@ -426,5 +290,4 @@ unsafe extern "C" fn release_overlay(_env: sys::napi_env, data: *mut c_void, _hi
   // SAFETY: the buffer is gone, so nothing in JavaScript reaches the memory,
   // which V8 may already have reused: forget it without touching it.
   unsafe { mapping.forget_overlay() };
-  forget(&mapping);
 }
