@@ -354,6 +354,7 @@ impl Mapping {
     if before & RETIRED != 0 {
       return;
     }
+    #[cfg(unix)]
     if let Some(pages) = self.overlay {
       registry::remove(self.base as usize, self);
       // SAFETY: the caller holds the owner's memory alive for this call

@@ -19,9 +19,9 @@ use std::sync::OnceLock;
 use napi::{sys, Env};
 use napi_derive::napi;
 
-use crate::errors::{
-  check, throw_code, throw_core, Kind, EXTERNAL_BUFFERS, IN_HEAP_UNSUPPORTED, OUT_OF_RANGE,
-};
+#[cfg(unix)]
+use crate::errors::{check, throw_core, OUT_OF_RANGE};
+use crate::errors::{throw_code, Kind, EXTERNAL_BUFFERS, IN_HEAP_UNSUPPORTED};
 use crate::views::clear_pending_exception;
 
 /// What `attach()` gives in this runtime (`SharedMemory.zeroCopy`).

@@ -116,15 +116,18 @@ impl NativeSegment {
       read_only: options.read_only,
       reserve: options.reserve,
     };
-    let init = init.map(|init| init.value().value);
-    let segment = Segment::open_with(&name, size, &core_options, |mapping| match init {
-      Some(init) => run_init(&env, init, mapping),
-      None => Ok(()),
-    })
-    .map_err(|error| match error {
-      OpenError::Open(error) => throw_core(&env, &error),
-      OpenError::Init(error) => error,
-    })?;
+    // Without `init` nothing maps the new segment: a huge sparse one
+    // (`reserve: false`) must open without the address space to map it.
+    let segment = match init.map(|init| init.value().value) {
+      Some(init) => Segment::open_with(&name, size, &core_options, |mapping| {
+        run_init(&env, init, mapping)
+      })
+      .map_err(|error| match error {
+        OpenError::Open(error) => throw_core(&env, &error),
+        OpenError::Init(error) => error,
+      })?,
+      None => Segment::open(&name, size, &core_options).map_err(|e| throw_core(&env, &e))?,
+    };
     Ok(NativeSegment {
       segment: Some(segment),
       views: HashMap::new(),

@@ -250,7 +250,6 @@ impl View {
 }
 
 /// Whether `a === b`.
-#[cfg(unix)]
 fn strict_equals(env: &Env, a: sys::napi_value, b: sys::napi_value) -> bool {
   let mut equal = false;
   // SAFETY: both are values of this env; valid out-pointer.
