@@ -11,6 +11,7 @@ import { notify, SharedMemory, waitAsync } from '../index'
 import {
   assertDetached,
   collectGarbage,
+  deleteAtEnd,
   IN_HEAP,
   jsonLines,
   PACKAGE_ROOT,
@@ -19,7 +20,6 @@ import {
   scratch,
   shmMapsCount,
   uniqueName,
-  deleteAtEnd,
 } from './helpers'
 
 const PEER = join(__dirname, 'fixtures', 'in-heap-peer.js')
