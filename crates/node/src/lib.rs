@@ -4,6 +4,7 @@
 
 #![deny(clippy::all)]
 
+mod copied_init;
 mod errors;
 mod hot;
 mod in_heap;

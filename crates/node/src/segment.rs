@@ -11,6 +11,7 @@ use napi_derive::napi;
 
 use named_shm_core::{Access, Mapping, Name, Namespace, OpenError, OpenOptions, Segment};
 
+use crate::copied_init;
 use crate::errors::{
   check, throw_code, throw_core, Kind, CLOSED, INIT_DETACHED, NOT_ATTACHED, OUT_OF_RANGE,
 };
@@ -355,6 +356,9 @@ impl ObjectFinalize for NativeSegment {
 /// segment, then detaches the buffer. Its exception, if any, stays pending
 /// and becomes the error of `open`.
 fn run_init(env: &Env, init: sys::napi_value, mapping: Arc<Mapping>) -> napi::Result<()> {
+  if !in_heap::external_buffers_allowed(env) {
+    return copied_init::run(env, init, &mapping);
+  }
   let (view, buffer) = View::new(env, mapping)?;
   let mut this = std::ptr::null_mut();
   let mut returned = std::ptr::null_mut();
