@@ -4,17 +4,21 @@
 
 #![deny(clippy::all)]
 
+mod codes;
 mod copied_init;
 mod errors;
 mod hot;
 mod in_heap;
+mod outcome;
 mod segment;
 mod sync;
 mod views;
 mod words;
 
+pub use codes::ErrorCode;
 pub use hot::sync_calls;
 pub use in_heap::{zero_copy, ZeroCopy};
+pub use outcome::SyncOutcome;
 pub use segment::{delete_segment, os_name_of, NativeOpenOptions, NativeSegment};
 pub use sync::{
   cancel_wait, check_mutex, init_sync, keep_alive, lock_mutex_async, pending_waits, wait_word_async,

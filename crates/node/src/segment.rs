@@ -50,7 +50,7 @@ pub struct NativeOpenOptions {
   pub global: bool,
 }
 
-/// Parses `name` for this platform (SPEC §2).
+/// Parses `name` for this platform.
 fn parse_name(env: &Env, name: &str, global: bool) -> napi::Result<Name> {
   let namespace = if global {
     Namespace::Global
@@ -117,8 +117,8 @@ impl NativeSegment {
       read_only: options.read_only,
       reserve: options.reserve,
     };
-    // Without `init` nothing maps the new segment: a huge sparse one
-    // (`reserve: false`) must open without the address space to map it.
+    // Without `init` nothing maps the new segment: a sparse one larger than
+    // the address space (`reserve: false`) must still open.
     let segment = match init.map(|init| init.value().value) {
       Some(init) => Segment::open_with(&name, size, &core_options, |mapping| {
         run_init(&env, init, mapping)
@@ -150,6 +150,18 @@ impl NativeSegment {
   #[napi(getter)]
   pub fn size(&self) -> f64 {
     self.segment.as_ref().map_or(0.0, |s| s.size() as f64)
+  }
+
+  /// The user id that owns the segment; `null` on Windows or once closed.
+  #[napi(getter)]
+  pub fn owner(&self) -> Option<u32> {
+    self.segment.as_ref()?.ownership().map(|o| o.uid)
+  }
+
+  /// The segment's permission bits; `null` on Windows or once closed.
+  #[napi(getter)]
+  pub fn mode(&self) -> Option<u32> {
+    self.segment.as_ref()?.ownership().map(|o| o.mode)
   }
 
   /// Whether the handle was opened read-only.
@@ -260,6 +272,7 @@ impl NativeSegment {
     let bytes = copier
       .read_to_vec(offset, length)
       .map_err(|e| throw_core(&env, &e.for_name(&os_name)))?;
+    self.check_shrunk(&env)?;
     Ok(bytes.into())
   }
 
@@ -285,6 +298,7 @@ impl NativeSegment {
     let (offset, length) = in_bounds(&env, copier, offset, length, "offset")?;
     // SAFETY: `target_ptr` is valid for `length <= target_len` bytes.
     unsafe { copier.copy_out(offset, target_ptr, length) }.map_err(|e| throw_core(&env, &e))?;
+    self.check_shrunk(&env)?;
     Ok(length as f64)
   }
 
@@ -297,6 +311,7 @@ impl NativeSegment {
     // SAFETY: the caller's Uint8Array stays alive for this call and holds
     // at least `length` bytes; it may alias the segment (see `read_into`).
     unsafe { copier.copy_in(offset, source.as_ptr(), length) }.map_err(|e| throw_core(&env, &e))?;
+    self.check_shrunk(&env)?;
     Ok(length as f64)
   }
 
@@ -322,6 +337,24 @@ impl NativeSegment {
       self.copier = Some(segment.map(access).map_err(|e| throw_core(env, &e))?);
     }
     Ok(self.copier.as_ref().unwrap_or_else(|| unreachable!()))
+  }
+
+  /// Throws `ERR_SHM_SIZE` if the last copy met pages past the segment's
+  /// end (another process shrank it), `ENOSPC` if tmpfs had no page for it:
+  /// the copy read zeros or wrote nowhere.
+  /// The copier goes, so the next copy maps again and says what size the
+  /// segment has now.
+  fn check_shrunk(&mut self, env: &Env) -> napi::Result<()> {
+    if !self
+      .copier
+      .as_ref()
+      .is_some_and(|copier| copier.was_shrunk())
+    {
+      return Ok(());
+    }
+    self.copier = None;
+    let error = self.segment.as_ref().map(Segment::fault_error);
+    Err(error.map_or_else(|| closed(env), |error| throw_core(env, &error)))
   }
 
   /// Forgets views whose buffers the garbage collector already freed.
