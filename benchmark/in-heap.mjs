@@ -5,10 +5,14 @@
 //
 //   node --expose-gc benchmark/in-heap.mjs [cycles]   (npm run bench runs it too)
 //
+// Run alone, it then measures the address space one in-heap view reserves
+// and how many live ones fit in this process (Linux).
+//
 // Each row runs `cycles` times after a warm-up, in this process; the numbers
 // are µs per cycle (median of 5 runs). Not a test: they depend on the machine
 // and on what else runs on it.
 
+import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -83,6 +87,41 @@ export async function main(cycles = 2000) {
   }
 }
 
+/** Bytes of address space this process has mapped or reserved (Linux: VmSize). */
+function addressSpace() {
+  return Number(/VmSize:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))[1]) * 1024
+}
+
+/**
+ * Address space one in-heap view holds, and how many live in-heap views fit
+ * before attach says ENOMEM (Linux; run last: it fills the address space).
+ */
+export function reservations() {
+  if (process.platform !== 'linux') return
+  const name = `named-shm-bench-reserve-${process.pid}`
+  const shm = SharedMemory.open(name, 4096, { create: true, exclusive: true })
+  SharedMemory.delete(name)
+  const before = addressSpace()
+  const views = [shm.attach({ inHeap: true })]
+  const perView = addressSpace() - before
+  let failure = 'none'
+  while (views.length < 100_000) {
+    try {
+      views.push(shm.attach({ inHeap: true }))
+    } catch (error) {
+      failure = error.code
+      break
+    }
+  }
+  const live = views.length
+  shm.close()
+  console.log(
+    `\nIn-heap views (node ${process.version}): ${(perView / 2 ** 30).toFixed(2)} GiB of address space each; ` +
+      `${live} live views until attach threw ${failure}\n`,
+  )
+}
+
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   await main(Number(process.argv[2] ?? 2000))
+  reservations()
 }
