@@ -23,6 +23,7 @@ test('cluster demo: 3 workers see each other\'s slices through one segment', asy
   const run = await runNode([example('cluster-demo.js')])
   t.is(run.code, 0, run.stderr)
   t.is(run.signal, null)
+  t.true(run.stdout.includes('primary created it and wrote its header in init'), run.stdout)
   for (let worker = 1; worker <= 3; worker += 1) {
     const pattern = `a${worker}000000 a${worker}000001 a${worker}000002`
     t.regex(run.stdout, new RegExp(`worker ${worker} \\(pid \\d+\\) filled slice ${worker}: ${pattern} …`))

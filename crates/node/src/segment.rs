@@ -12,7 +12,8 @@ use napi_derive::napi;
 use named_shm_core::{Access, Mapping, Name, Namespace, OpenError, OpenOptions, Segment};
 
 use crate::errors::{
-  check, throw_code, throw_core, Kind, CLOSED, INIT_DETACHED, NOT_ATTACHED, OUT_OF_RANGE,
+  check, throw_code, throw_core, Kind, CLOSED, INIT_DETACHED, INVALID_ARG_TYPE, NOT_ATTACHED,
+  OUT_OF_RANGE,
 };
 use crate::views::View;
 
@@ -117,14 +118,25 @@ impl NativeSegment {
     };
     // Without `init` nothing maps the new segment: a sparse one larger than
     // the address space (`reserve: false`) must still open.
-    let segment = match init.map(|init| init.value().value) {
-      Some(init) => Segment::open_with(&name, size, &core_options, |mapping| {
-        run_init(&env, init, mapping)
-      })
-      .map_err(|error| match error {
-        OpenError::Open(error) => throw_core(&env, &error),
-        OpenError::Init(error) => error,
-      })?,
+    let segment = match init {
+      Some(init) => {
+        if init.get_type()? != napi::ValueType::Function {
+          return Err(throw_code(
+            &env,
+            Kind::TypeError,
+            INVALID_ARG_TYPE,
+            "The \"init\" argument must be of type function",
+          ));
+        }
+        let init = init.value().value;
+        Segment::open_with(&name, size, &core_options, |mapping| {
+          run_init(&env, init, mapping)
+        })
+        .map_err(|error| match error {
+          OpenError::Open(error) => throw_core(&env, &error),
+          OpenError::Init(error) => error,
+        })?
+      }
       None => Segment::open(&name, size, &core_options).map_err(|e| throw_core(&env, &e))?,
     };
     Ok(NativeSegment {
