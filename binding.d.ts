@@ -24,10 +24,10 @@ export declare class NativeSegment {
   /** Maps the segment and returns an `ArrayBuffer` over it (`PR_AttachSharedMemory`). */
   attach(readOnly: boolean): ArrayBuffer
   /**
-   * Unmaps the attachment whose `ArrayBuffer` is `buffer` and detaches it
+   * Unmaps the attachment whose buffer is `buffer` and detaches it
    * (`PR_DetachSharedMemory`).
    */
-  detach(buffer: ArrayBuffer): void
+  detach(buffer: ArrayBuffer | SharedArrayBuffer): void
   /** Copies `length` bytes from `offset` into a new Buffer. */
   read(offset: number, length: number): Buffer
   /** Copies from `offset` into `target`, as many bytes as fit; returns the count. */

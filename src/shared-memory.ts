@@ -171,23 +171,19 @@ export class SharedMemory implements Disposable {
 
   /**
    * Unmaps a view from `attach()` (`PR_DetachSharedMemory`). `view` may be the
-   * Buffer or any TypedArray/DataView on its `ArrayBuffer`; afterwards every
-   * view on that `ArrayBuffer` has length 0.
+   * Buffer or any TypedArray/DataView on its buffer. Afterwards every view on
+   * an `ArrayBuffer` has length 0; every view on a `SharedArrayBuffer` (Node
+   * 22.22+, 24.16+) keeps its length and reads zeros.
    * @throws `ERR_SHM_NOT_ATTACHED` for any other buffer or one already detached.
    */
-  detach(view: ArrayBufferView | ArrayBuffer): void {
+  detach(view: ArrayBufferView | ArrayBuffer | SharedArrayBuffer): void {
     const native = SharedMemory.#of(this)
-    if (view instanceof ArrayBuffer) {
+    if (view instanceof ArrayBuffer || view instanceof SharedArrayBuffer) {
       native.detach(view)
       return
     }
     if (!ArrayBuffer.isView(view)) {
       throw invalidArgType('view', 'a Buffer, TypedArray or DataView from attach()', view)
-    }
-    if (!(view.buffer instanceof ArrayBuffer)) {
-      // A SharedArrayBuffer never comes from attach().
-      SharedMemory.#throwIfClosed(native)
-      throw libraryError('ERR_SHM_NOT_ATTACHED', 'The view is not attached to this segment')
     }
     native.detach(view.buffer)
   }

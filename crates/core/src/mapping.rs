@@ -274,6 +274,31 @@ impl Mapping {
     Ok(unsafe { base.add(offset) })
   }
 
+  /// Replaces the mapped bytes with private zero pages, keeping the address
+  /// range mapped: for memory that JavaScript can still reach through a
+  /// buffer that cannot be detached (a `SharedArrayBuffer`) but must no
+  /// longer see the segment through. Writes then go to pages of this process
+  /// alone. [`Mapping::unmap`] still frees the range later.
+  ///
+  /// Returns `false` and does nothing once [`Mapping::unmap`] has run: the
+  /// range may already belong to someone else.
+  ///
+  /// # Errors
+  /// The `mmap` error (`ENOMEM`) if the kernel cannot make the zero pages;
+  /// the segment then stays mapped.
+  #[cfg(unix)]
+  pub fn zero_in_place(self: &Arc<Self>) -> Result<bool> {
+    // The pin keeps `unmap` (from any thread) from releasing the range
+    // while we map over it.
+    let Some(pin) = self.pin() else {
+      return Ok(false);
+    };
+    // SAFETY: pinned, so `base`/`len` are still our mapping; the caller
+    // accepts that every reader sees zeros from now on.
+    unsafe { os::zero_over(pin.as_ptr(), pin.len()) }?;
+    Ok(true)
+  }
+
   /// Unmaps now, or when the last [`Pinned`] drops. Later calls, and the
   /// drop, do nothing.
   ///
@@ -348,5 +373,35 @@ impl Drop for Mapping {
   fn drop(&mut self) {
     // SAFETY: whoever drops the last owner can no longer reach the memory.
     unsafe { self.unmap() };
+  }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+  use super::*;
+  use crate::test_support::scratch_segment;
+
+  #[test]
+  fn zero_in_place_keeps_the_range_readable_and_cuts_it_off_the_segment() {
+    let segment = scratch_segment("zero-in-place");
+    let view = Arc::new(segment.map(Access::ReadWrite).unwrap());
+    let other = segment.map(Access::ReadWrite).unwrap();
+    view.write_at(0, b"seen").unwrap();
+    assert!(view.zero_in_place().unwrap());
+    let mut bytes = [1u8; 4];
+    view.read_at(0, &mut bytes).unwrap();
+    assert_eq!(bytes, [0; 4], "the view reads zeros");
+    view.write_at(0, b"mine").unwrap();
+    other.read_at(0, &mut bytes).unwrap();
+    assert_eq!(
+      &bytes, b"seen",
+      "writes through it no longer reach the segment"
+    );
+    // SAFETY: nothing uses the view's memory afterwards.
+    unsafe { view.unmap() };
+    assert!(
+      !view.zero_in_place().unwrap(),
+      "an unmapped range is left alone"
+    );
   }
 }

@@ -7,6 +7,7 @@
 mod errors;
 mod hot;
 mod segment;
+mod shared_buffers;
 mod sync;
 mod views;
 mod words;

@@ -1,5 +1,9 @@
-//! The JavaScript side of a mapping: one external `ArrayBuffer` over it,
-//! detached (Node-API 7, `napi_detach_arraybuffer`) before the memory goes.
+//! The JavaScript side of a mapping: one external buffer over it. Where the
+//! runtime can make one, a `SharedArrayBuffer` (see `shared_buffers.rs`:
+//! no garbage collection per attach), which detach cannot detach, so it puts
+//! zero pages over the memory and the finalizer unmaps; elsewhere an
+//! `ArrayBuffer`, detached (Node-API 7, `napi_detach_arraybuffer`) before the
+//! memory goes.
 //!
 //! Ownership: the `ArrayBuffer`'s finalizer holds one `Arc<Mapping>`, the
 //! handle that made it holds another plus a weak reference to the buffer.
@@ -16,10 +20,11 @@ use std::ffi::c_void;
 use std::ptr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
-use named_shm_core::{waiter, Mapping};
+use named_shm_core::{waiter, Error, Mapping};
 use napi::{sys, Env};
 
 use crate::errors::{check, throw_code, Kind, EXTERNAL_BUFFERS, OUT_OF_RANGE};
+use crate::shared_buffers;
 
 /// One registered attachment.
 struct Registered {
@@ -127,6 +132,8 @@ pub struct View {
   /// Weak: the handle must not keep the buffer alive.
   buffer: sys::napi_ref,
   address: usize,
+  /// A `SharedArrayBuffer`: detached by zero pages, unmapped by its finalizer.
+  shared: bool,
 }
 
 impl View {
@@ -143,18 +150,33 @@ impl View {
     let mapping = Arc::new(mapping);
     let hint = Box::into_raw(Box::new(Arc::clone(&mapping)));
     let mut buffer = ptr::null_mut();
-    // SAFETY: the memory stays mapped until `release` runs or the handle
-    // detaches the buffer first; `hint` is a leaked Box that `release`
-    // reclaims exactly once.
-    let status = unsafe {
-      sys::napi_create_external_arraybuffer(
+    // SAFETY: the memory stays mapped until `release_shared` runs; `hint` is
+    // a leaked Box that it reclaims exactly once.
+    let shared = unsafe {
+      shared_buffers::create(
         env.raw(),
         mapping.as_ptr().cast(),
         mapping.len(),
-        Some(release),
+        release_shared,
         hint.cast(),
         &mut buffer,
       )
+    };
+    let status = match shared {
+      Some(status) => status,
+      // SAFETY: the memory stays mapped until `release` runs or the handle
+      // detaches the buffer first; `hint` is a leaked Box that `release`
+      // reclaims exactly once.
+      None => unsafe {
+        sys::napi_create_external_arraybuffer(
+          env.raw(),
+          mapping.as_ptr().cast(),
+          mapping.len(),
+          Some(release),
+          hint.cast(),
+          &mut buffer,
+        )
+      },
     };
     if status == sys::Status::napi_no_external_buffers_allowed {
       // SAFETY: refused before Node took the finalizer, so `release` will
@@ -192,6 +214,7 @@ impl View {
         address: mapping.as_ptr() as usize,
         mapping,
         buffer: reference,
+        shared: shared.is_some(),
       },
       buffer,
     ))
@@ -230,14 +253,29 @@ impl View {
   }
 
   /// Detaches `buffer` (by default the one we made) so that every view on it
-  /// reports length 0, then unmaps.
+  /// reports length 0, then unmaps. A `SharedArrayBuffer` cannot be
+  /// detached: its memory turns into zero pages instead, which its finalizer
+  /// unmaps.
+  ///
+  /// # Errors
+  /// The `mmap` error when the zero pages cannot be made (the view then
+  /// stays attached).
   ///
   /// Only a live buffer that still holds our memory proves that nothing else
   /// does. Our own buffer may have been detached by JavaScript instead:
   /// `ArrayBuffer.prototype.transfer()` (Node >= 21) moves the memory into a
   /// new buffer we do not know. Then the memory stays mapped until the
   /// finalizer runs, which happens when the last buffer holding it is freed.
-  pub fn detach(self, env: &Env, buffer: Option<sys::napi_value>) {
+  pub fn detach(self, env: &Env, buffer: Option<sys::napi_value>) -> Result<(), (View, Error)> {
+    if self.shared {
+      #[cfg(unix)]
+      if let Err(error) = self.mapping.zero_in_place() {
+        return Err((self, error));
+      }
+      forget(&self.mapping);
+      self.forget(env);
+      return Ok(());
+    }
     if let Some(buffer) = buffer.or_else(|| self.buffer_value(env)) {
       if self.is_over_memory(env, buffer) {
         // SAFETY: `buffer` is a live external ArrayBuffer over our memory.
@@ -252,6 +290,7 @@ impl View {
       }
     }
     self.forget(env);
+    Ok(())
   }
 
   /// Drops the handle's hold without touching the buffer, which keeps working
@@ -281,6 +320,17 @@ unsafe extern "C" fn release(_env: sys::napi_env, _data: *mut c_void, hint: *mut
   // SAFETY: the last buffer holding the memory is gone, so nothing in
   // JavaScript reaches it; the handle unmaps earlier only after detaching a
   // buffer that held it.
+  unsafe { mapping.unmap() };
+  forget(&mapping);
+}
+
+/// The `SharedArrayBuffer` finalizer, on any thread: no isolate holds the
+/// buffer any more.
+unsafe extern "C" fn release_shared(_data: *mut c_void, hint: *mut c_void) {
+  // SAFETY: `hint` is the Box leaked in `View::new`, reclaimed only here.
+  let mapping = unsafe { Box::from_raw(hint.cast::<Arc<Mapping>>()) };
+  // SAFETY: no JavaScript can reach the memory any more; waiter threads
+  // hold pins, which defer the unmap.
   unsafe { mapping.unmap() };
   forget(&mapping);
 }

@@ -3,7 +3,8 @@
 //! - `Handle`: an open segment (an `OwnedFd`, a `HANDLE`), closed on drop;
 //! - `open(os_name, read_only)`, `create(os_name, size, mode, reserve)`,
 //!   `reopen_read_only(&Handle, os_name)`, `size_of(&Handle)`, `unlink(os_name)`;
-//! - `map(&Handle, len, Access)` and `unmap(ptr, len)`;
+//! - `map(&Handle, len, Access)` and `unmap(ptr, len)`; on Unix also
+//!   `zero_over(ptr, len)`, which swaps a mapping for zero pages in place;
 //! - `wait(&AtomicU32, expected, timeout) -> Wake`, `wake(&AtomicU32, count)`,
 //!   `wait_any(control, words, timeout) -> WakeAny` with `WAIT_ANY_MAX` (0
 //!   where the OS cannot wait on several words at once);
@@ -31,7 +32,7 @@ mod macos;
 pub(crate) use macos::{create, liveness, open, thread_identity, unlink, wait, wake};
 
 #[cfg(unix)]
-pub(crate) use posix::{map, size_of, unmap, Handle};
+pub(crate) use posix::{map, size_of, unmap, zero_over, Handle};
 
 #[cfg(windows)]
 mod windows;

@@ -39,6 +39,28 @@ pub(crate) fn map(fd: &Handle, len: usize, access: Access) -> Result<*mut u8> {
   Ok(ptr.cast())
 }
 
+/// Puts private zero pages over `[addr, addr + len)` in one step
+/// (`MAP_FIXED | MAP_ANONYMOUS`): the range stays mapped and readable, but no
+/// longer reaches the segment.
+///
+/// # Safety
+/// `addr`/`len` come from one [`map`] call that is still mapped; every reader
+/// may see zeros from now on.
+pub(crate) unsafe fn zero_over(addr: *mut u8, len: usize) -> Result<()> {
+  // SAFETY: the caller's contract; MAP_FIXED replaces the range atomically,
+  // so no other thread ever finds it unmapped.
+  unsafe {
+    rustix::mm::mmap_anonymous(
+      addr.cast(),
+      len,
+      ProtFlags::READ | ProtFlags::WRITE,
+      MapFlags::PRIVATE | MapFlags::FIXED | MapFlags::NORESERVE,
+    )
+  }
+  .map_err(os_error("mmap"))?;
+  Ok(())
+}
+
 /// Unmaps what [`map`] returned.
 ///
 /// # Safety
