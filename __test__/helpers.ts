@@ -153,3 +153,24 @@ export function jsonLines<T = Record<string, unknown>>(stdout: string): T[] {
     .filter((line) => line.startsWith('{'))
     .map((line) => JSON.parse(line) as T)
 }
+
+/**
+ * Asserts that `view` is detached, the one way every spec checks it. A view
+ * on an ArrayBuffer then has length 0. A view on a SharedArrayBuffer (where
+ * the runtime makes external ones, Node 22.23+ and 24.16+) cannot be
+ * detached: it keeps its length and reads zeros, never the segment.
+ */
+export function assertDetached(t: ExecutionContext, view: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, what = 'view'): void {
+  const buffer = ArrayBuffer.isView(view) ? view.buffer : view
+  if (typeof SharedArrayBuffer === 'function' && buffer instanceof SharedArrayBuffer) {
+    const bytes = ArrayBuffer.isView(view) ? new Uint8Array(view.buffer, view.byteOffset, view.byteLength) : new Uint8Array(view)
+    t.true(
+      bytes.every((byte) => byte === 0),
+      `${what}: a detached view over a SharedArrayBuffer reads zeros`,
+    )
+  } else {
+    // A DataView on a detached buffer throws on byteLength; its buffer tells.
+    const length = view instanceof DataView && buffer.byteLength === 0 ? 0 : view.byteLength
+    t.is(length, 0, `${what}: a detached view has length 0`)
+  }
+}

@@ -23,13 +23,26 @@ function viewsOn(view: Buffer) {
       uint8: new Uint8Array(view.buffer, 100),
     },
     dataView: new DataView(view.buffer, 4, 64),
-    // attach() maps into an ArrayBuffer, never a SharedArrayBuffer.
+    // An external ArrayBuffer, or SharedArrayBuffer where the runtime makes one.
     arrayBuffer: view.buffer as ArrayBuffer,
   }
 }
 
-/** Asserts that none of `views` can reach memory any more. */
+/** Asserts that none of `views` can reach the segment any more. */
 function assertDead(t: ExecutionContext, views: ReturnType<typeof viewsOn>, when: string): void {
+  if ((views.arrayBuffer as unknown) instanceof SharedArrayBuffer) {
+    // Cannot be detached: every view keeps its length and reads zero pages
+    // of this process alone, where writes stay.
+    for (const [what, typed] of Object.entries(views.typed)) {
+      t.true(typed.length > 0, `${when}: ${what}.length`)
+      t.true((typed as Uint8Array).every((value) => value === 0 || value === 0n), `${when}: ${what} reads zeros`)
+    }
+    t.is(views.dataView.getUint8(0), 0, `${when}: DataView.getUint8`)
+    t.is(Atomics.load(views.typed.int32, 0), 0, `${when}: Atomics.load`)
+    views.typed.uint8[0] = 7
+    t.is(views.typed.uint8[0], 7, `${when}: a write lands in private zero pages`)
+    return
+  }
   for (const [what, typed] of Object.entries(views.typed)) {
     t.is(typed.length, 0, `${when}: ${what}.length`)
     t.is(typed.byteLength, 0, `${when}: ${what}.byteLength`)
@@ -78,6 +91,17 @@ test('copying from or into a detached view moves no bytes and never reaches the 
   const view = other.attach()
   const views = viewsOn(view)
   other.detach(view)
+  if ((views.arrayBuffer as unknown) instanceof SharedArrayBuffer) {
+    // A detached SharedArrayBuffer view is zero pages of this process alone:
+    // copies into it land there, copies from it carry its zeros.
+    t.is(shm.readInto(views.typed.subarray, 0), 10)
+    t.is(views.typed.subarray.toString('utf8', 0, 7), 'segment')
+    t.is(other.closed, false)
+    t.is(shm.read(0, 7).toString(), 'segment', 'the segment is untouched by copies into the detached view')
+    t.is(shm.write(views.typed.int32.subarray(25, 26), 100), 4)
+    t.deepEqual([...shm.read(100, 4)], [0, 0, 0, 0])
+    return
+  }
   t.is(shm.write(views.typed.buffer, 0), 0)
   t.is(shm.write(views.typed.int32, 100), 0)
   t.is(shm.readInto(views.typed.subarray, 0), 0)
@@ -130,6 +154,20 @@ test('an attached ArrayBuffer cannot be transferred to a worker: no other thread
   // a transfer list holding one is a DataCloneError; Node 20 ignores the entry
   // and sends a copy instead. Either way the buffer stays ours, not moved.
   const major = Number(process.versions.node.split('.')[0])
+  if ((view.buffer as unknown) instanceof SharedArrayBuffer) {
+    // A SharedArrayBuffer is shared with the worker, never moved, and close()
+    // turns the memory both see into zero pages: still mapped, never freed
+    // under the worker.
+    t.throws(() => worker.postMessage({ kind: 'keep', buffer: view.buffer }, [view.buffer as never]), { name: 'DataCloneError' })
+    worker.postMessage({ kind: 'keep', buffer: view.buffer })
+    const [kept] = await once(worker, 'message')
+    t.deepEqual(kept, { kind: 'kept', byteLength: 4096, first: [1, 2, 3, 4] })
+    shm.close()
+    worker.postMessage({ kind: 'peek' })
+    const [peeked] = await once(worker, 'message')
+    t.deepEqual(peeked, { kind: 'peeked', byteLength: 4096, first: [0, 0, 0, 0] })
+    return
+  }
   let thrown: unknown
   try {
     const buffer = view.buffer as ArrayBuffer

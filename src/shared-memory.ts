@@ -3,6 +3,7 @@
 import { kMaxLength } from 'node:buffer'
 
 import { NativeSegment, deleteSegment, osNameOf } from '../binding'
+import { COPY_VIEW_MAX, isPrivate, noteAttached } from './copy-view'
 import { illegalConstructor, invalidArgType, invalidArgValue, invalidThis, libraryError, outOfRange } from './errors'
 import {
   booleanOption,
@@ -83,6 +84,8 @@ export class SharedMemory implements Disposable {
   /** Whether the handle was opened read-only. */
   readonly readOnly: boolean
   readonly #native: NativeSegment
+  /** A view for copies that need not cross into the addon (copy-view.ts): undefined until first needed, null where there is none. */
+  #copyView: Buffer | null | undefined
 
   /** @internal Use {@link SharedMemory.open}. */
   constructor(token: typeof construct, name: string, native: NativeSegment) {
@@ -166,7 +169,9 @@ export class SharedMemory implements Disposable {
         this.size,
       )
     }
-    return Buffer.from(native.attach(readOnly))
+    const buffer = native.attach(readOnly)
+    noteAttached(buffer)
+    return Buffer.from(buffer)
   }
 
   /**
@@ -203,6 +208,12 @@ export class SharedMemory implements Disposable {
     if (length > kMaxLength) {
       throw outOfRange('length', `at most buffer.constants.MAX_LENGTH (${kMaxLength}) bytes per read`, length)
     }
+    const view = this.#copyViewOf(native)
+    if (view !== null) {
+      const copy = Buffer.allocUnsafe(length)
+      view.copy(copy, 0, offset, offset + length)
+      return copy
+    }
     return native.read(offset, length)
   }
 
@@ -214,6 +225,8 @@ export class SharedMemory implements Disposable {
     const native = SharedMemory.#of(this)
     const bytes = bytesOf(target, 'target', 'a Buffer, TypedArray or DataView')
     validateInteger(offset, 'offset', 0, this.size)
+    const view = isPrivate(bytes) ? this.#copyViewOf(native) : null
+    if (view !== null) return view.copy(bytes, 0, offset, offset + Math.min(bytes.byteLength, this.size - offset))
     return native.readInto(bytes, offset)
   }
 
@@ -235,6 +248,11 @@ export class SharedMemory implements Disposable {
     if (bytes.byteLength > this.size - offset) {
       throw outOfRange('source', `at most ${this.size - offset} bytes to fit at offset ${offset}`, `${bytes.byteLength} bytes`)
     }
+    const view = isPrivate(bytes) ? this.#copyViewOf(native) : null
+    if (view !== null) {
+      view.set(bytes, offset)
+      return bytes.byteLength
+    }
     return native.write(bytes, offset)
   }
 
@@ -244,11 +262,34 @@ export class SharedMemory implements Disposable {
    */
   close(): void {
     SharedMemory.#of(this).close()
+    this.#copyView = null // detached with the rest; copies now say ERR_SHM_CLOSED
   }
 
   /** `using shm = SharedMemory.open(...)` closes it at the end of the block. */
   [Symbol.dispose](): void {
     SharedMemory.#of(this).close()
+    this.#copyView = null
+  }
+
+  /**
+   * The view copies go through, made at the first copy that can use it;
+   * null when the handle is closed, the segment is larger than
+   * COPY_VIEW_MAX, or attach() is refused (Electron): copies then cross.
+   */
+  #copyViewOf(native: NativeSegment): Buffer | null {
+    if (this.#copyView === undefined) {
+      this.#copyView = null
+      if (this.size <= COPY_VIEW_MAX && !native.closed) {
+        try {
+          const buffer = native.attach(this.readOnly)
+          noteAttached(buffer)
+          this.#copyView = Buffer.from(buffer)
+        } catch {
+          // No view (ENOMEM, ERR_SHM_EXTERNAL_BUFFERS): the addon copies.
+        }
+      }
+    }
+    return this.#copyView
   }
 
   static #throwIfClosed(native: NativeSegment): void {

@@ -23,9 +23,9 @@ export async function run({ smoke }) {
       const source = Buffer.alloc(size, 7)
       const target = Buffer.alloc(size)
       const other = Buffer.alloc(size)
-      // Enough calls per sample that a sample takes ~0.2 ms or more.
-      const batch = smoke ? 4 : Math.max(8, Math.round((1 << 22) / size))
-      const samples = smoke ? 5 : 200
+      // Enough calls per sample that a sample copies 1 MiB or more.
+      const batch = smoke ? 4 : Math.max(8, Math.round((1 << 20) / size))
+      const samples = smoke ? 5 : 100
       const group = bytes(size)
       const variants = [
         ['buffer-copy', `Buffer.copy ${group} (reference)`, () => source.copy(other), true],
