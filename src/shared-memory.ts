@@ -161,8 +161,9 @@ export class SharedMemory implements Disposable {
     const native = SharedMemory.#of(this)
     const given = validateOptions(options)
     const readOnly = booleanOption(given, 'readOnly', this.readOnly)
-    SharedMemory.#throwIfClosed(native)
+    // The addon says ERR_SHM_CLOSED itself; only this check comes first.
     if (this.size > kMaxLength) {
+      SharedMemory.#throwIfClosed(native)
       throw outOfRange(
         'size',
         `at most buffer.constants.MAX_LENGTH (${kMaxLength}) to attach; open the segment with a smaller size to map its start, or use read() and write()`,

@@ -22,7 +22,7 @@ export function chart(report) {
   const { machine } = report
   parts.push(
     `<text x="10" y="20" font-size="14" font-weight="bold">named-shm benchmarks${report.smoke ? ' (smoke run: numbers mean nothing)' : ''}</text>`,
-    `<text x="10" y="34" font-size="10" fill="#555">${escape(`${machine.cpu}, ${machine.cpus} CPUs, ${machine.os}, node ${machine.node}; ${report.date.slice(0, 10)}; ${report.command}`)}</text>`,
+    `<text x="10" y="34" font-size="10" fill="#555">${escape(`${machine.cpu}, ${machine.cpus} CPUs, load ${machine.loadAverage?.[0] ?? '?'}, ${machine.os}, node ${machine.node}; ${report.date.slice(0, 10)}; ${report.command}`)}</text>`,
   )
   for (const result of report.cases) {
     const rows = result.rows.filter((row) => !row.error && row.ratio !== undefined)

@@ -2,7 +2,7 @@
 
 import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import { cpus, release, totalmem } from 'node:os'
+import { cpus, loadavg, release, totalmem } from 'node:os'
 import { join } from 'node:path'
 
 import { ROOT } from './measure.mjs'
@@ -21,6 +21,8 @@ export function machine() {
     cpu: cpus()[0]?.model ?? 'unknown',
     cpus: cpus().length,
     memoryGiB: Math.round(totalmem() / 2 ** 30),
+    // Other work on the machine while the suite ran (1, 5 and 15 minutes).
+    loadAverage: loadavg().map((load) => Number(load.toFixed(2))),
     os: `${process.platform} ${release()} ${process.arch}`,
     node: process.version,
     v8: process.versions.v8,
