@@ -13,6 +13,7 @@ export type LibraryErrorCode =
   | 'ERR_SHM_SIZE'
   | 'ERR_SHM_READ_ONLY'
   | 'ERR_SHM_EXTERNAL_BUFFERS'
+  | 'ERR_SHM_INIT_DETACHED'
   | 'ERR_SHM_NOT_OWNER'
   | 'ERR_SHM_DEADLOCK'
 
