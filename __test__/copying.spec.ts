@@ -216,3 +216,27 @@ test('readInto an overlapping view of the same segment behaves like memmove', (t
     t.true(view.subarray(to, to + length).equals(expected), `${length} bytes ${from} -> ${to}`)
   }
 })
+
+test('once a handle copies through a view of its own, copies from and into views of the segment still behave like memmove', (t) => {
+  for (const [size, length, from, to] of overlaps) {
+    const shm = scratch(t, size)
+    // Two copies with private buffers: from now on the handle copies small
+    // segments through a view of its own, without crossing into the addon.
+    t.is(shm.write(Buffer.from([1]), 0), 1)
+    t.is(shm.read(0, 1)[0], 1)
+    const view = shm.attach()
+    pattern(view)
+    const written = Buffer.from(view.subarray(from, from + length))
+    t.is(shm.write(view.subarray(from, from + length), to), length)
+    t.true(view.subarray(to, to + length).equals(written), `write ${length} bytes ${from} -> ${to}`)
+    pattern(view)
+    const read = Buffer.from(view.subarray(from, from + length))
+    t.is(shm.readInto(view.subarray(to, to + length), from), length)
+    t.true(view.subarray(to, to + length).equals(read), `readInto ${length} bytes ${from} -> ${to}`)
+    // Private buffers take the short way and see the same bytes.
+    const copy = Buffer.alloc(length)
+    t.is(shm.readInto(copy, to), length)
+    t.true(copy.equals(read))
+    t.true(shm.read(to, length).equals(read))
+  }
+})

@@ -35,7 +35,8 @@ function assertDead(t: ExecutionContext, views: ReturnType<typeof viewsOn>, when
     // of this process alone, where writes stay.
     for (const [what, typed] of Object.entries(views.typed)) {
       t.true(typed.length > 0, `${when}: ${what}.length`)
-      t.true((typed as Uint8Array).every((value) => value === 0 || value === 0n), `${when}: ${what} reads zeros`)
+      const values = Array.from(typed as unknown as ArrayLike<number | bigint>)
+      t.true(values.every((value) => Number(value) === 0), `${when}: ${what} reads zeros`)
     }
     t.is(views.dataView.getUint8(0), 0, `${when}: DataView.getUint8`)
     t.is(Atomics.load(views.typed.int32, 0), 0, `${when}: Atomics.load`)

@@ -136,6 +136,8 @@ export class SharedMemory implements Disposable {
   readonly #native: NativeSegment
   /** A view for copies that need not cross into the addon (copy-view.ts): undefined until first needed, null where there is none. */
   #copyView: Buffer | null | undefined
+  /** Copies made before the copy view: a handle that copies once is better off without one. */
+  #copiesWithoutView = 0
 
   /** @internal Use {@link SharedMemory.open}. */
   constructor(token: typeof construct, name: string, native: NativeSegment) {
@@ -325,12 +327,17 @@ export class SharedMemory implements Disposable {
   }
 
   /**
-   * The view copies go through, made at the first copy that can use it;
-   * null when the handle is closed, the segment is larger than
-   * COPY_VIEW_MAX, or attach() is refused (Electron): copies then cross.
+   * The view copies go through, made at the second copy that can use it (a
+   * view costs more than one crossing); null when the handle is closed, the
+   * segment is larger than COPY_VIEW_MAX, or attach() is refused
+   * (Electron): copies then cross.
    */
   #copyViewOf(native: NativeSegment): Buffer | null {
     if (this.#copyView === undefined) {
+      if (this.#copiesWithoutView < 1) {
+        this.#copiesWithoutView += 1
+        return null
+      }
       this.#copyView = null
       if (this.size <= COPY_VIEW_MAX && !native.closed) {
         try {
