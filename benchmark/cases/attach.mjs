@@ -7,6 +7,7 @@
 //
 //   node benchmark/cases/attach.mjs --child <variant> <size> <batch> <samples>
 
+import { execFileSync } from 'node:child_process'
 import { constants, PerformanceObserver } from 'node:perf_hooks'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
@@ -66,6 +67,16 @@ async function child(variant, size, batch, samples) {
   return { median: timing.median / 1000, p99: timing.p99 / 1000, cycles: cycles + batch, gcs }
 }
 
+/** Other Node binaries to measure named-shm under (NAMED_SHM_NODES, colon-separated, as the tests use). */
+function otherNodes() {
+  return (process.env.NAMED_SHM_NODES ?? '').split(':').filter(Boolean)
+}
+
+/** `v24.21.0` of a Node binary. */
+function versionOf(node) {
+  return execFileSync(node, ['--version'], { encoding: 'utf8' }).trim()
+}
+
 export async function run({ smoke }) {
   const small = 4096
   const large = smoke ? 1 << 20 : 1 << 30
@@ -87,7 +98,7 @@ export async function run({ smoke }) {
   for (const size of [small, large]) {
     const [batch, samples] = plan(size)
     const args = (variant) => ['--child', variant, String(size), String(batch), String(samples)]
-    await measure('named-shm', `named-shm-${size}`, `named-shm ${bytes(size)}`, size === small, () => runNode(self, args('named-shm')))
+    await measure('named-shm', `named-shm-${size}`, `named-shm ${bytes(size)}, node ${process.version}`, size === small, () => runNode(self, args('named-shm')))
     await measure('shm-typed-array', `sta-${size}`, `shm-typed-array ${bytes(size)}`, size === small, () => runNode(self, args('shm-typed-array')))
     await measure('C', `c-${size}`, `C mmap + munmap ${bytes(size)}`, size === small, async () => {
       const { SharedMemory } = require(ROOT)
@@ -101,6 +112,18 @@ export async function run({ smoke }) {
       }
     })
   }
+  // Views are SharedArrayBuffers (no GC per attach) where Node makes external
+  // ones: measure named-shm under every other Node given too.
+  for (const node of otherNodes()) {
+    const version = versionOf(node)
+    for (const size of [small, large]) {
+      const [batch, samples] = plan(size)
+      const args = ['--child', 'named-shm', String(size), String(batch), String(samples)]
+      await measure(`named-shm ${version}`, `named-shm-${version}-${size}`, `named-shm ${bytes(size)}, node ${version}`, size === small, () =>
+        runJson(node, [self, ...args]),
+      )
+    }
+  }
   const [batch, samples] = plan(large)
   await measure('loop', 'loop', 'the timing loop alone (GCs without attach)', true, () =>
     runNode(self, ['--child', 'none', String(large), String(batch), String(samples)]),
@@ -108,12 +131,15 @@ export async function run({ smoke }) {
   for (const row of rows) if (row.gcs) row.label += ` [${row.gcs.major} full GCs / ${row.cycles} cycles]`
   const find = (key) => rows.find((row) => row.key === key && !row.error)
   const goals = []
-  const [ours, oursSmall] = [find(`named-shm-${large}`), find(`named-shm-${small}`)]
-  if (ours && oursSmall) {
-    goals.push({ what: `named-shm attach ${bytes(large)} / ${bytes(small)}`, ratio: ours.median / oursSmall.median, goal: '<= 2', ok: ours.median <= 2 * oursSmall.median })
-    goals.push({ what: `full GCs in ${ours.cycles} attaches of ${bytes(large)}`, ratio: ours.gcs.major, goal: '0', ok: ours.gcs.major === 0 })
+  for (const version of [process.version, ...otherNodes().map(versionOf)]) {
+    const tag = version === process.version ? '' : `${version}-`
+    const [ours, oursSmall] = [find(`named-shm-${tag}${large}`), find(`named-shm-${tag}${small}`)]
+    if (ours && oursSmall) {
+      goals.push({ what: `node ${version}: named-shm attach ${bytes(large)} / ${bytes(small)}`, ratio: ours.median / oursSmall.median, goal: '<= 2', ok: ours.median <= 2 * oursSmall.median })
+      goals.push({ what: `node ${version}: full GCs in ${ours.cycles} attaches of ${bytes(large)}`, ratio: ours.gcs.major, goal: '0', ok: ours.gcs.major === 0 })
+    }
   }
-  return { rows, goals }
+  return { rows, goals, notes: otherNodes().length === 0 ? ['Set NAMED_SHM_NODES to measure other Node versions too (npm run bench does, where .ci/run fetched them).'] : [] }
 }
 
 const [flag, variant, size, batch, samples] = process.argv.slice(2)
