@@ -59,6 +59,16 @@ function printTable(result) {
   }
 }
 
+/** Every case's goals in one markdown table (what the README quotes). */
+function printGoals(results) {
+  const goals = results.flatMap((result) => (result.goals ?? []).map((goal) => ({ case: result.case, ...goal })))
+  if (goals.length === 0) return
+  console.log('\n## Goals\n')
+  console.log('| case | measure | value | goal | met |')
+  console.log('|---|---|---|---|---|')
+  for (const goal of goals) console.log(`| ${goal.case} | ${goal.what} | ${format(goal.ratio)} | ${goal.goal} | ${goal.ok ? 'yes' : 'no'} |`)
+}
+
 export async function main(argv = process.argv.slice(2)) {
   const smoke = argv.includes('--smoke')
   const outIndex = argv.indexOf('--out')
@@ -96,6 +106,7 @@ export async function main(argv = process.argv.slice(2)) {
     machine: machine(),
     cases: results,
   }
+  printGoals(results)
   const resultsPath = out ? join(out, 'results.json') : join(BENCH, 'results.json')
   const chartPath = out ? join(out, 'benchmark.svg') : join(ROOT, 'docs', 'benchmark.svg')
   mkdirSync(join(chartPath, '..'), { recursive: true })

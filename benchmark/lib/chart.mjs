@@ -2,7 +2,7 @@
 // median relative to the case's reference (1.0 = the reference).
 
 const ROW = 18
-const LABEL = 330
+const LABEL = 400
 const BAR = 300
 const WIDTH = LABEL + BAR + 110
 
