@@ -327,9 +327,16 @@ impl Mapping {
     let Some(pin) = self.pin() else {
       return Ok(false);
     };
-    // SAFETY: pinned, so `base`/`len` are still our mapping; the caller
-    // accepts that every reader sees zeros from now on.
-    unsafe { os::zero_over(pin.as_ptr(), pin.len()) }?;
+    // SAFETY: pinned, so `base`/`len` (and the alias, as long) are still
+    // our mappings; the caller accepts that every reader sees zeros from now
+    // on. The alias goes too: it would keep the segment mapped (and a
+    // deleted segment's memory allocated) until the garbage collector runs.
+    unsafe {
+      os::zero_over(pin.as_ptr(), pin.len())?;
+      if let Some(alias) = self.alias {
+        os::zero_over(alias, self.len)?;
+      }
+    }
     self.zeroed.store(true, Ordering::Release);
     // Waits on the view end (`Detached`), as after an unmap.
     waiter::poke();
@@ -437,6 +444,21 @@ impl Drop for Mapping {
 mod tests {
   use super::*;
   use crate::test_support::scratch_segment;
+
+  #[test]
+  fn zero_in_place_of_a_copy_on_write_view_cuts_its_alias_off_too() {
+    let segment = scratch_segment("zero-in-place-alias");
+    let writer = segment.map(Access::ReadWrite).unwrap();
+    writer.write_at(0, b"seen").unwrap();
+    let view = segment.map(Access::CopyOnWrite).unwrap();
+    let alias = view.shared_ptr(0);
+    assert!(view.zero_in_place().unwrap());
+    assert!(view.is_detached());
+    // SAFETY: the alias stays mapped (as zero pages) until unmap.
+    assert_eq!(unsafe { std::slice::from_raw_parts(alias, 4) }, [0; 4]);
+    // SAFETY: nothing uses the view's memory afterwards.
+    unsafe { view.unmap() };
+  }
 
   #[test]
   fn zero_in_place_keeps_the_range_readable_and_cuts_it_off_the_segment() {
