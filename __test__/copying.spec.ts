@@ -1,4 +1,6 @@
-// SPEC §1 copying access: read, readInto, write, their defaults and bounds.
+// Copying access: read, readInto, write, their defaults and bounds.
+
+import { truncateSync } from 'node:fs'
 
 import test from 'ava'
 
@@ -238,5 +240,18 @@ test('once a handle copies through a view of its own, copies from and into views
     t.is(shm.readInto(copy, to), length)
     t.true(copy.equals(read))
     t.true(shm.read(to, length).equals(read))
+  }
+})
+
+test('a copy through the copy view that meets a segment shrunk by another program says ERR_SHM_SIZE, as the addon does', (t) => {
+  for (const call of ['read', 'readInto', 'write'] as const) {
+    const shm = scratch(t, 8192)
+    shm.write(Buffer.alloc(8192, 7), 0)
+    t.is(shm.read(0, 1)[0], 7) // the second copy: the copy view exists now
+    truncateSync(`/dev/shm${shm.osName}`, 4096)
+    const size = { code: 'ERR_SHM_SIZE' }
+    if (call === 'read') t.throws(() => shm.read(4096, 8), size, call)
+    if (call === 'readInto') t.throws(() => shm.readInto(Buffer.alloc(16), 4090), size, call)
+    if (call === 'write') t.throws(() => shm.write(Buffer.from('hi'), 5000), size, call)
   }
 })

@@ -11,6 +11,13 @@
 // set per thread, found by a registered symbol), or a SharedArrayBuffer
 // (views are shared ones where the runtime allows, and another thread's
 // cannot be recognized here). Everything else goes the fast way.
+//
+// A segment another process shrank faults where a copy touches a lost page;
+// the addon's fault handler maps zeros there and counts it. A fast copy
+// during which that count moved is redone by the addon, which then reports
+// ERR_SHM_SIZE as every other call does.
+
+import { faultCounter } from '../binding'
 
 /** Segments up to this size get a copy view: above it, where views are ArrayBuffers, V8 would count it as 64 MiB+ of external memory and collect garbage. */
 export const COPY_VIEW_MAX = 32 * 1024 * 1024
@@ -30,4 +37,18 @@ export function noteAttached(buffer: ArrayBufferLike): void {
 export function isPrivate(bytes: Uint8Array): boolean {
   const buffer = bytes.buffer
   return !attached.has(buffer) && !(typeof SharedArrayBuffer === 'function' && buffer instanceof SharedArrayBuffer)
+}
+
+let faults: Int32Array | null | undefined
+
+/** How many faults past a segment's end the addon has covered in this process; -1 where it cannot be read (no copy views then). */
+export function faultCount(): number {
+  if (faults === undefined) {
+    try {
+      faults = new Int32Array(faultCounter())
+    } catch {
+      faults = null // a runtime without external buffers
+    }
+  }
+  return faults === null ? -1 : Atomics.load(faults, 0)
 }

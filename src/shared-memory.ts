@@ -1,9 +1,9 @@
-// The SharedMemory class (SPEC §1): validates, then calls the binding.
+// The SharedMemory class: validates, then calls the binding.
 
 import { kMaxLength } from 'node:buffer'
 
 import { NativeSegment, deleteSegment, osNameOf } from '../binding'
-import { COPY_VIEW_MAX, isPrivate, noteAttached } from './copy-view'
+import { COPY_VIEW_MAX, faultCount, isPrivate, noteAttached } from './copy-view'
 import { illegalConstructor, invalidArgType, invalidArgValue, invalidThis, libraryError, outOfRange } from './errors'
 import {
   booleanOption,
@@ -26,16 +26,15 @@ export interface OpenOptions {
   readOnly?: boolean
   /**
    * When creating, reserve the memory now, so that a full `/dev/shm` fails here
-   * with `ENOSPC` instead of killing the process with SIGBUS on a later write.
-   * Default `true`.
+   * with `ENOSPC` instead of on a later write. Default `true`.
    *
    * With `false` (Linux), creating only sets the size and succeeds even beyond
    * the free space; each page is allocated when first written. If `/dev/shm`
-   * is full by then, the kernel sends SIGBUS to the process writing that page,
-   * through a view or `write()`, and it dies (JavaScript cannot catch it);
-   * other processes and pages already written are unaffected. Use it only for
-   * sparse segments. It matters on Linux only: Windows commits the whole size
-   * when creating, and macOS backs segments with ordinary virtual memory.
+   * is full by then, a write through a view to that page lands in a private
+   * zero page and is lost (the process is not killed), and `read()`/`write()`
+   * throw `ENOSPC`. Use it only for sparse segments. It matters on Linux only:
+   * Windows commits the whole size when creating, and macOS backs segments
+   * with ordinary virtual memory.
    */
   reserve?: boolean
   /** Windows: use the `Global\` namespace (every session). Ignored elsewhere. Default `false`. */
@@ -70,6 +69,9 @@ export interface NameOptions {
 }
 
 const construct = Symbol('construct')
+
+/** Every key of {@link OpenOptions}. */
+const OPEN_OPTIONS = ['create', 'exclusive', 'mode', 'readOnly', 'reserve', 'global', 'init'] as const
 
 const AsyncFunction = (async () => {}).constructor
 
@@ -107,7 +109,7 @@ function isThenable(value: unknown): boolean {
 
 /** The `global` option of a {@link NameOptions} argument. */
 function globalOption(options: unknown): boolean {
-  return booleanOption(validateOptions(options), 'global', false)
+  return booleanOption(validateOptions(options, ['global']), 'global', false)
 }
 
 /**
@@ -129,6 +131,13 @@ export class SharedMemory implements Disposable {
   /** Whether the handle was opened read-only. */
   readonly readOnly: boolean
   /**
+   * The user id that owns the segment, as it was at open; `null` on Windows.
+   * The owner can read, write and shrink a segment whatever its mode.
+   */
+  readonly owner: number | null
+  /** The segment's permission bits (`0o600`, ...) as they were at open; `null` on Windows. */
+  readonly mode: number | null
+  /**
    * Whether this `open` call created the segment (`true`) or opened one that
    * existed (`false`). Exclusive create is always `true`.
    */
@@ -147,7 +156,14 @@ export class SharedMemory implements Disposable {
     this.osName = native.osName
     this.size = native.size
     this.readOnly = native.readOnly
+    this.owner = native.owner ?? null
+    this.mode = native.mode ?? null
     this.created = native.created
+    // `readonly` binds TypeScript only: JavaScript could assign `size` and
+    // change what read() checks against.
+    for (const key of ['name', 'osName', 'size', 'readOnly', 'owner', 'mode', 'created'] as const) {
+      Object.defineProperty(this, key, { writable: false, configurable: false })
+    }
   }
 
   /**
@@ -161,7 +177,7 @@ export class SharedMemory implements Disposable {
   static open(name: string, size: number, options?: OpenOptions): SharedMemory {
     validateString(name, 'name')
     validateInteger(size, 'size')
-    const given = validateOptions(options)
+    const given = validateOptions(options, OPEN_OPTIONS)
     const create = booleanOption(given, 'create', false)
     const exclusive = booleanOption(given, 'exclusive', false)
     const readOnly = booleanOption(given, 'readOnly', false)
@@ -213,7 +229,7 @@ export class SharedMemory implements Disposable {
    */
   attach(options?: AttachOptions): Buffer {
     const native = SharedMemory.#of(this)
-    const given = validateOptions(options)
+    const given = validateOptions(options, ['readOnly'])
     const readOnly = booleanOption(given, 'readOnly', this.readOnly)
     // The addon says ERR_SHM_CLOSED itself; only this check comes first.
     if (this.size > kMaxLength) {
@@ -265,9 +281,10 @@ export class SharedMemory implements Disposable {
     }
     const view = this.#copyViewOf(native)
     if (view !== null) {
+      const faults = faultCount()
       const copy = Buffer.allocUnsafe(length)
       view.copy(copy, 0, offset, offset + length)
-      return copy
+      if (faultCount() === faults) return copy
     }
     return native.read(offset, length)
   }
@@ -281,7 +298,11 @@ export class SharedMemory implements Disposable {
     const bytes = bytesOf(target, 'target', 'a Buffer, TypedArray or DataView')
     validateInteger(offset, 'offset', 0, this.size)
     const view = isPrivate(bytes) ? this.#copyViewOf(native) : null
-    if (view !== null) return view.copy(bytes, 0, offset, offset + Math.min(bytes.byteLength, this.size - offset))
+    if (view !== null) {
+      const faults = faultCount()
+      const copied = view.copy(bytes, 0, offset, offset + Math.min(bytes.byteLength, this.size - offset))
+      if (faultCount() === faults) return copied
+    }
     return native.readInto(bytes, offset)
   }
 
@@ -305,8 +326,9 @@ export class SharedMemory implements Disposable {
     }
     const view = isPrivate(bytes) ? this.#copyViewOf(native) : null
     if (view !== null) {
+      const faults = faultCount()
       view.set(bytes, offset)
-      return bytes.byteLength
+      if (faultCount() === faults) return bytes.byteLength
     }
     return native.write(bytes, offset)
   }
@@ -339,7 +361,7 @@ export class SharedMemory implements Disposable {
         return null
       }
       this.#copyView = null
-      if (this.size <= COPY_VIEW_MAX && !native.closed) {
+      if (this.size <= COPY_VIEW_MAX && faultCount() >= 0 && !native.closed) {
         try {
           const buffer = native.attach(this.readOnly)
           noteAttached(buffer)

@@ -4,16 +4,21 @@
 
 #![deny(clippy::all)]
 
+mod codes;
 mod errors;
 mod hot;
+mod outcome;
 mod segment;
 mod shared_buffers;
 mod sync;
 mod views;
 mod words;
 
+pub use codes::ErrorCode;
 pub use hot::sync_calls;
+pub use outcome::SyncOutcome;
 pub use segment::{delete_segment, os_name_of, NativeOpenOptions, NativeSegment};
+pub use shared_buffers::fault_counter;
 pub use sync::{
   cancel_wait, check_mutex, init_sync, keep_alive, lock_mutex_async, pending_waits, wait_word_async,
 };

@@ -68,3 +68,33 @@ pub unsafe fn create(
   // SAFETY: the caller's contract; `result` is a valid out-pointer.
   Some(unsafe { create(env, data, length, Some(finalize), hint, result) })
 }
+
+/// An `ArrayBuffer` over the process-wide counter of faults past a
+/// segment's end (`named_shm_core::fault_count`), for the facade's copy
+/// view: a copy during which the counter moved may have met a shrunk
+/// segment, and is redone by the addon, which reports `ERR_SHM_SIZE`.
+#[napi_derive::napi(ts_return_type = "ArrayBuffer")]
+pub fn fault_counter(env: napi::Env) -> napi::Result<napi::bindgen_prelude::Unknown<'static>> {
+  let counter = named_shm_core::fault_count();
+  let mut buffer = std::ptr::null_mut();
+  // SAFETY: the counter is a static, valid for the whole process, so no
+  // finalizer is needed; JavaScript only reads it (with Atomics.load).
+  let status = unsafe {
+    sys::napi_create_external_arraybuffer(
+      env.raw(),
+      counter.as_ptr().cast(),
+      std::mem::size_of_val(counter),
+      None,
+      std::ptr::null_mut(),
+      &mut buffer,
+    )
+  };
+  if status != sys::Status::napi_ok {
+    return Err(napi::Error::new(
+      napi::Status::GenericFailure,
+      "no external buffers in this runtime",
+    ));
+  }
+  // SAFETY: `buffer` is a live value created in `env` during this call.
+  Ok(unsafe { napi::bindgen_prelude::Unknown::from_raw_unchecked(env.raw(), buffer) })
+}
