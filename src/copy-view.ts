@@ -7,8 +7,8 @@
 // bytes, and a copy between them (TypedArray#set, memcpy) sees no overlap
 // and may read bytes it already overwrote. The addon stages such copies. A
 // caller's buffer can hold segment memory only if it is a buffer that
-// attach() made, in any copy of this module (all of them note theirs in one
-// set per thread, found by a registered symbol), or a SharedArrayBuffer
+// attach() made, in any copy of this module (all of them mark theirs with
+// one registered symbol), or a SharedArrayBuffer
 // (views are shared ones where the runtime allows, and another thread's
 // cannot be recognized here). Everything else goes the fast way.
 //
@@ -22,21 +22,25 @@ import { faultCounter } from '../binding'
 /** Segments up to this size get a copy view: above it, where views are ArrayBuffers, V8 would count it as 64 MiB+ of external memory and collect garbage. */
 export const COPY_VIEW_MAX = 32 * 1024 * 1024
 
-const registry = Symbol.for('named-shm.attached-buffers')
-
-/** Every buffer attach() made in this thread, across copies of the module. */
-const attached: WeakSet<ArrayBufferLike> = ((globalThis as Record<symbol, unknown>)[registry] as WeakSet<ArrayBufferLike>) ??
-  ((globalThis as Record<symbol, unknown>)[registry] = new WeakSet<ArrayBufferLike>())
+/**
+ * Marks every buffer attach() made, in any copy of this module (a registered
+ * symbol). A property of the buffer itself, not a set of them: a WeakSet of
+ * every buffer ever attached grows V8's heap for good.
+ */
+const attachedMark = Symbol.for('named-shm.attached')
 
 /** Notes a buffer that attach() made: copies from or into it go through the addon. */
 export function noteAttached(buffer: ArrayBufferLike): void {
-  attached.add(buffer)
+  ;(buffer as unknown as Record<symbol, boolean>)[attachedMark] = true
 }
 
 /** Whether `bytes` cannot be memory of a segment. */
 export function isPrivate(bytes: Uint8Array): boolean {
   const buffer = bytes.buffer
-  return !attached.has(buffer) && !(typeof SharedArrayBuffer === 'function' && buffer instanceof SharedArrayBuffer)
+  return (
+    (buffer as unknown as Record<symbol, boolean | undefined>)[attachedMark] !== true &&
+    !(typeof SharedArrayBuffer === 'function' && buffer instanceof SharedArrayBuffer)
+  )
 }
 
 let faults: Int32Array | null | undefined
