@@ -20,5 +20,6 @@ pub use outcome::SyncOutcome;
 pub use segment::{delete_segment, os_name_of, NativeOpenOptions, NativeSegment};
 pub use shared_buffers::fault_counter;
 pub use sync::{
-  cancel_wait, check_mutex, init_sync, keep_alive, lock_mutex_async, pending_waits, wait_word_async,
+  cancel_wait, check_mutex, init_sync, keep_alive, lock_mutex_async, pending_waits,
+  wait_word_async, waiter_threads,
 };
