@@ -850,3 +850,5 @@ module.exports.syncCalls = nativeBinding.syncCalls
 module.exports.SyncOutcome = nativeBinding.SyncOutcome
 module.exports.waiterThreads = nativeBinding.waiterThreads
 module.exports.waitWordAsync = nativeBinding.waitWordAsync
+module.exports.zeroCopy = nativeBinding.zeroCopy
+module.exports.ZeroCopy = nativeBinding.ZeroCopy

@@ -155,22 +155,55 @@ export function jsonLines<T = Record<string, unknown>>(stdout: string): T[] {
 }
 
 /**
- * Asserts that `view` is detached, the one way every spec checks it. A view
- * on an ArrayBuffer then has length 0. A view on a SharedArrayBuffer (where
- * the runtime makes external ones, Node 22.23+ and 24.16+) cannot be
- * detached: it keeps its length and reads zeros, never the segment.
+ * Whether this run's views are in-heap: the segment mapped over a WebAssembly
+ * memory, as in Electron (NAMED_SHM_FORCE_IN_HEAP=1 runs the suite that way).
  */
-export function assertDetached(t: ExecutionContext, view: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, what = 'view'): void {
+export const IN_HEAP = SharedMemory.zeroCopy === 'in-heap'
+
+/** The byteLength of a view's ArrayBuffer for a segment of `size` bytes: whole 64 KiB pages in-heap. */
+export function bufferLength(size: number): number {
+  return IN_HEAP ? Math.ceil(size / 65536) * 65536 : size
+}
+
+/**
+ * Asserts that `view` was detached, the one way every spec checks it. A view
+ * on an ArrayBuffer has no bytes left. Where the buffer cannot be detached,
+ * every byte the view shows is zero again: in-heap (a WebAssembly memory's
+ * buffer), and over a SharedArrayBuffer (what attach() gives where Node makes
+ * external ones, 22.23+ and 24.16+). Tests write something first, so that
+ * zeros say something.
+ */
+export function assertDetached(
+  t: ExecutionContext,
+  view: ArrayBufferView | ArrayBuffer | SharedArrayBuffer,
+  what = 'the view',
+  inHeap = IN_HEAP,
+): void {
   const buffer = ArrayBuffer.isView(view) ? view.buffer : view
-  if (typeof SharedArrayBuffer === 'function' && buffer instanceof SharedArrayBuffer) {
-    const bytes = ArrayBuffer.isView(view) ? new Uint8Array(view.buffer, view.byteOffset, view.byteLength) : new Uint8Array(view)
-    t.true(
-      bytes.every((byte) => byte === 0),
-      `${what}: a detached view over a SharedArrayBuffer reads zeros`,
-    )
-  } else {
+  const shared = typeof SharedArrayBuffer === 'function' && buffer instanceof SharedArrayBuffer
+  if (!inHeap && !shared) {
     // A DataView on a detached buffer throws on byteLength; its buffer tells.
     const length = view instanceof DataView && buffer.byteLength === 0 ? 0 : view.byteLength
-    t.is(length, 0, `${what}: a detached view has length 0`)
+    t.is(length, 0, `${what} has length 0`)
+    return
   }
+  const bytes = ArrayBuffer.isView(view) ? new Uint8Array(view.buffer, view.byteOffset, view.byteLength) : new Uint8Array(view)
+  t.true(bytes.byteLength > 0 && bytes.every((byte) => byte === 0), `${what} reads zeros`)
+}
+
+/**
+ * GiB of address space this process holds reserved but inaccessible in
+ * regions of 1 GiB or more: in Node, the guard regions of WebAssembly
+ * memories, 8 to 10 GiB for each in-heap view until V8 frees it.
+ */
+export function reservedGiB(): number {
+  let bytes = 0
+  for (const line of readFileSync('/proc/self/maps', 'utf8').split('\n')) {
+    const [range, permissions, , , inode] = line.split(/\s+/)
+    if (permissions !== '---p' || inode !== '0') continue
+    const [start, end] = range.split('-').map((hex) => BigInt(`0x${hex}`))
+    const size = Number(end - start)
+    if (size >= 2 ** 30) bytes += size
+  }
+  return Math.floor(bytes / 2 ** 30)
 }

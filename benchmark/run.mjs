@@ -99,6 +99,9 @@ export async function main(argv = process.argv.slice(2)) {
     printTable(result)
     results.push(result)
   }
+  // The address space each in-heap view reserves (its own table; not a
+  // side-by-side case).
+  if (!smoke && only.length === 0) await (await import('./in-heap.mjs')).main()
   const report = {
     command: `node benchmark/run.mjs ${argv.join(' ')}`.trim(),
     date: new Date().toISOString(),

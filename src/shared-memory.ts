@@ -2,7 +2,7 @@
 
 import { kMaxLength } from 'node:buffer'
 
-import { NativeSegment, deleteSegment, osNameOf } from '../binding'
+import { NativeSegment, deleteSegment, osNameOf, zeroCopy, type ZeroCopy } from '../binding'
 import { COPY_VIEW_MAX, faultCount, isPrivate, noteAttached } from './copy-view'
 import { illegalConstructor, invalidArgType, invalidArgValue, invalidThis, libraryError, outOfRange } from './errors'
 import {
@@ -60,6 +60,12 @@ export interface AttachOptions {
    * Default: the handle's `readOnly`.
    */
   readOnly?: boolean
+  /**
+   * Map the segment over a WebAssembly memory V8 allocated (an in-heap view)
+   * even where external buffers work. `attach()` does so by itself where the
+   * runtime refuses them (Electron). Linux and macOS only. Default `false`.
+   */
+  inHeap?: boolean
 }
 
 /** Options of {@link SharedMemory.delete} and {@link SharedMemory.osNameOf}. */
@@ -214,6 +220,17 @@ export class SharedMemory implements Disposable {
     return osNameOf(name, globalOption(options))
   }
 
+  /**
+   * What `attach()` gives in this runtime: `'external'` (a Buffer over this
+   * process's own mapping: Node, Bun, Deno), `'in-heap'` (the segment mapped
+   * over a WebAssembly memory: Electron on Linux and macOS) or `'copy'` (no
+   * zero-copy view: `attach()` throws `ERR_SHM_EXTERNAL_BUFFERS`; use `read`,
+   * `readInto` and `write`).
+   */
+  static get zeroCopy(): `${ZeroCopy}` {
+    return zeroCopy()
+  }
+
   /** Whether {@link SharedMemory.close} has run. */
   get closed(): boolean {
     return SharedMemory.#of(this).closed
@@ -229,8 +246,9 @@ export class SharedMemory implements Disposable {
    */
   attach(options?: AttachOptions): Buffer {
     const native = SharedMemory.#of(this)
-    const given = validateOptions(options, ['readOnly'])
+    const given = validateOptions(options, ['readOnly', 'inHeap'])
     const readOnly = booleanOption(given, 'readOnly', this.readOnly)
+    const inHeap = booleanOption(given, 'inHeap', false)
     // The addon says ERR_SHM_CLOSED itself; only this check comes first.
     if (this.size > kMaxLength) {
       SharedMemory.#throwIfClosed(native)
@@ -240,9 +258,10 @@ export class SharedMemory implements Disposable {
         this.size,
       )
     }
-    const buffer = native.attach(readOnly)
+    const buffer = native.attach(readOnly, inHeap)
     noteAttached(buffer)
-    return Buffer.from(buffer)
+    // An in-heap view's ArrayBuffer is whole 64 KiB pages: the segment first.
+    return Buffer.from(buffer, 0, this.size)
   }
 
   /**
@@ -361,11 +380,13 @@ export class SharedMemory implements Disposable {
         return null
       }
       this.#copyView = null
-      if (this.size <= COPY_VIEW_MAX && faultCount() >= 0 && !native.closed) {
+      // Only over an external buffer: an in-heap view reserves gigabytes of
+      // address space, more than a few copies are worth.
+      if (this.size <= COPY_VIEW_MAX && zeroCopy() === 'external' && faultCount() >= 0 && !native.closed) {
         try {
-          const buffer = native.attach(this.readOnly)
+          const buffer = native.attach(this.readOnly, false)
           noteAttached(buffer)
-          this.#copyView = Buffer.from(buffer)
+          this.#copyView = Buffer.from(buffer, 0, this.size)
         } catch {
           // No view (ENOMEM, ERR_SHM_EXTERNAL_BUFFERS): the addon copies.
         }

@@ -5,8 +5,10 @@
 #![deny(clippy::all)]
 
 mod codes;
+mod copied_init;
 mod errors;
 mod hot;
+mod in_heap;
 mod outcome;
 mod segment;
 mod shared_buffers;
@@ -16,6 +18,7 @@ mod words;
 
 pub use codes::ErrorCode;
 pub use hot::sync_calls;
+pub use in_heap::{zero_copy, ZeroCopy};
 pub use outcome::SyncOutcome;
 pub use segment::{delete_segment, os_name_of, NativeOpenOptions, NativeSegment};
 pub use shared_buffers::fault_counter;

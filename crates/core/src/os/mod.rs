@@ -7,8 +7,10 @@
 //!   gives an `Unnamed` segment (`handle()`, `into_handle()`) that no other
 //!   process can open yet, and `publish(&Unnamed, os_name)` makes it
 //!   openable by name (`EEXIST` when the name is taken; it may be retried);
-//! - `map(&Handle, len, Access)` and `unmap(ptr, len)`; on Unix also
-//!   `zero_over(ptr, len)`, which swaps a mapping for zero pages in place;
+//! - `map(&Handle, len, Access)` and `unmap(ptr, len)`; on POSIX also
+//!   `map_over(addr, &Handle, len, Access)`, `zero_over(addr, len)` and
+//!   `page_size()` for in-heap views (`overlay.rs`); `zero_over` also swaps a
+//!   detached `SharedArrayBuffer` view for zero pages in place;
 //! - `wait(&AtomicU32, expected, timeout) -> Wake`, `wake(&AtomicU32, count)`,
 //!   `wait_any(control, words, timeout) -> WakeAny` with `WAIT_ANY_MAX` (0
 //!   where the OS cannot wait on several words at once);
@@ -50,7 +52,9 @@ pub(crate) use macos::{
 #[cfg(target_os = "linux")]
 pub(crate) use posix::size_of;
 #[cfg(unix)]
-pub(crate) use posix::{effective_uid, map, ownership_of, unmap, zero_over, Handle};
+pub(crate) use posix::{
+  effective_uid, map, map_over, ownership_of, page_size, unmap, zero_over, Handle,
+};
 
 /// Windows segments have no owning uid or mode bits.
 #[cfg(windows)]
