@@ -16,7 +16,11 @@ for (const node of runtimes) {
   test(`memory moved out of an attached buffer stays readable after close (${node})`, async (t) => {
     t.true(existsSync(node), `${node} does not exist`)
     const shm = scratch(t, 4096)
-    const child = await runNode([join(PACKAGE_ROOT, '__test__', 'fixtures', 'transfer-then-close.js'), shm.name], { node })
+    // About external views: made even when the suite runs in-heap (NAMED_SHM_FORCE_IN_HEAP=1).
+    const child = await runNode([join(PACKAGE_ROOT, '__test__', 'fixtures', 'transfer-then-close.js'), shm.name], {
+      node,
+      env: { NAMED_SHM_FORCE_IN_HEAP: '0' },
+    })
     t.is(child.signal, null, child.stderr)
     t.is(child.code, 0, child.stderr)
     const report = JSON.parse(child.stdout)
