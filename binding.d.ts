@@ -9,6 +9,41 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** One end of a channel (the object behind `Channel`). */
+export declare class NativeChannel {
+  /**
+   * Writes a new channel's header into `view`, a fresh attachment of a
+   * segment just created.
+   */
+  static create(view: Uint8Array, capacity: number, maxMessage: number): NativeChannel
+  /** The channel in `view`, an attachment of an existing segment. */
+  static attach(view: Uint8Array): NativeChannel
+  /** Bytes in the data area. */
+  get capacity(): number
+  /** The largest payload. */
+  get maxMessage(): number
+  /**
+   * Copies `data` in as one message: 0 when sent, 2 when the ring stayed
+   * full for `timeoutMs`.
+   */
+  send(data: Uint8Array, timeoutMs: number, spin: boolean): number
+  /**
+   * The next message: the offset of its payload in the view (its length is
+   * the u32 8 bytes before), -1 when timed out, -2 at the end.
+   */
+  receive(timeoutMs: number, spin: boolean, check: boolean): number
+  /**
+   * Counts in a wait off this thread on `side` (0 receiver, 1 sender, for
+   * a message of `len` bytes): the value to wait for the sequence word to
+   * leave, or -1 when there is something to do already.
+   */
+  beginWait(sideCode: number, len: number): number
+  /** Counts out a wait that `beginWait` counted in. */
+  endWait(sideCode: number): void
+  /** Leaves the channel and wakes whoever sleeps on it. */
+  close(): void
+}
+
 /** An open named segment (the object behind `SharedMemory`). */
 export declare class NativeSegment {
   /** Opens or creates the segment `name` (`PR_OpenSharedMemory`). */
@@ -43,6 +78,28 @@ export declare class NativeSegment {
 
 /** Ends a pending `waitAsync` or `lockAsync`; its outcome becomes `cancelled`. */
 export declare function cancelWait(id: number): void
+
+/** The numbers of the channel layout (docs/channel-layout.md). */
+export declare function channelLayout(): ChannelLayout
+
+/** The channel layout's fixed numbers, for the facade. */
+export interface ChannelLayout {
+  /** Bytes of the header: the data area starts here. */
+  headerBytes: number
+  /** The Int32 index of `data_seq`, the word a waiting receiver sleeps on. */
+  dataSeqIndex: number
+  /** The Int32 index of `space_seq`, the word a waiting sender sleeps on. */
+  spaceSeqIndex: number
+  /** Bytes of a record header (the payload follows it). */
+  recordHeader: number
+  /** The largest data area. */
+  maxCapacity: number
+  /** The smallest data area. */
+  minCapacity: number
+}
+
+/** The largest `maxMessage` a data area of `capacity` bytes can carry. */
+export declare function channelMaxMessage(capacity: number): number
 
 /**
  * Checks that a `SharedMutex` can live at `byteOffset` of `view` (throws

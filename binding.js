@@ -835,8 +835,11 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.NativeChannel = nativeBinding.NativeChannel
 module.exports.NativeSegment = nativeBinding.NativeSegment
 module.exports.cancelWait = nativeBinding.cancelWait
+module.exports.channelLayout = nativeBinding.channelLayout
+module.exports.channelMaxMessage = nativeBinding.channelMaxMessage
 module.exports.checkMutex = nativeBinding.checkMutex
 module.exports.deleteSegment = nativeBinding.deleteSegment
 module.exports.initSync = nativeBinding.initSync

@@ -15,6 +15,10 @@ export type LibraryErrorCode =
   | 'ERR_SHM_EXTERNAL_BUFFERS'
   | 'ERR_SHM_NOT_OWNER'
   | 'ERR_SHM_DEADLOCK'
+  | 'ERR_SHM_NOT_A_CHANNEL'
+  | 'ERR_SHM_CHANNEL_CLOSED'
+  | 'ERR_SHM_CHANNEL_BUSY'
+  | 'ERR_SHM_PEER_DIED'
 
 /** An error from this package: `code` always; `errno` and `syscall` when the OS refused. */
 export interface SharedMemoryError extends Error {

@@ -24,6 +24,7 @@
 #![deny(clippy::all)]
 #![warn(missing_docs)]
 
+pub mod channel;
 mod error;
 mod mapping;
 mod mutex;

@@ -4,6 +4,7 @@
 
 #![deny(clippy::all)]
 
+mod channel;
 mod errors;
 mod hot;
 mod segment;
@@ -11,6 +12,7 @@ mod sync;
 mod views;
 mod words;
 
+pub use channel::{channel_layout, channel_max_message, ChannelLayout, NativeChannel};
 pub use hot::sync_calls;
 pub use segment::{delete_segment, os_name_of, NativeOpenOptions, NativeSegment};
 pub use sync::{
