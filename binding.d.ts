@@ -24,9 +24,10 @@ export declare class NativeChannel {
   get maxMessage(): number
   /**
    * Copies `data` in as one message: 0 when sent, 2 when the ring stayed
-   * full for `timeoutMs`.
+   * full for `timeoutMs`. With `check`, a full ring asks at once whether
+   * the receiver lives.
    */
-  send(data: Uint8Array, timeoutMs: number, spin: boolean): number
+  send(data: Uint8Array, timeoutMs: number, spin: boolean, check: boolean): number
   /**
    * The next message: the offset of its payload in the view (its length is
    * the u32 8 bytes before), -1 when timed out, -2 at the end.

@@ -209,7 +209,7 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
     const bytes = self.#bytes(data)
     const ms = validateTimeout(timeout, 'timeout')
     self.#throwIfClosed()
-    return self.#native.send(bytes, ms, self.#spin) === 0
+    return self.#native.send(bytes, ms, self.#spin, false) === 0
   }
 
   /**
@@ -221,13 +221,15 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
     const bytes = self.#bytes(data)
     const { timeout, signal } = Channel.#waitOptions(options)
     const deadline = performance.now() + timeout
+    let check = false
     for (;;) {
       if (signal?.aborted) throw abortError(signal)
       self.#throwIfClosed()
-      if (self.#native.send(bytes, 0, false) === 0) return true
+      if (self.#native.send(bytes, 0, false, check) === 0) return true
       const left = deadline - performance.now()
       if (left <= 0) return false
-      await self.#sleep(SENDER, bytes.byteLength, left, signal)
+      // A sleep that ran its whole slice asks, next time, whether the receiver lives.
+      check = (await self.#sleep(SENDER, bytes.byteLength, left, signal)) === 'timed-out'
     }
   }
 

@@ -139,7 +139,8 @@ impl NativeChannel {
   }
 
   /// Copies `data` in as one message: 0 when sent, 2 when the ring stayed
-  /// full for `timeoutMs`.
+  /// full for `timeoutMs`. With `check`, a full ring asks at once whether
+  /// the receiver lives.
   #[napi]
   pub fn send(
     &mut self,
@@ -147,11 +148,16 @@ impl NativeChannel {
     data: Uint8ArraySlice<'_>,
     timeout_ms: f64,
     spin: bool,
+    check: bool,
   ) -> napi::Result<u32> {
     let timeout = timeout(&env, timeout_ms)?;
     // SAFETY: the caller's array stays alive for this call.
-    let sent = unsafe { self.channel.send(data.as_ptr(), data.len(), timeout, spin) }
-      .map_err(|e| throw_core(&env, &e))?;
+    let sent = unsafe {
+      self
+        .channel
+        .send(data.as_ptr(), data.len(), timeout, spin, check)
+    }
+    .map_err(|e| throw_core(&env, &e))?;
     Ok(match sent {
       Sent::Sent => 0,
       Sent::TimedOut => 2,

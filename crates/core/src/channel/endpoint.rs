@@ -282,7 +282,8 @@ impl Channel {
 
   /// Copies `len` bytes from `src` into the ring as one message, waiting up
   /// to `timeout` (`None`: for ever) while it is full. With `spin`, watches
-  /// for space a moment before sleeping.
+  /// for space a moment before sleeping. With `check` (or after sleeping a
+  /// while), asks the OS whether the receiver still lives when it is full.
   ///
   /// # Safety
   /// `src` is valid for reads of `len` bytes for the whole call.
@@ -298,6 +299,7 @@ impl Channel {
     len: usize,
     timeout: Option<Duration>,
     spin: bool,
+    check: bool,
   ) -> Result<Sent> {
     self.check_open()?;
     if len > self.geometry.max_message {
@@ -314,9 +316,10 @@ impl Channel {
     let lock = SharedMutex::new(&header.send_lock);
     let spinner = Spinner::new(spin, timeout);
     let mut spun = false;
-    // The first look at the receiver's liveness (a system call) comes after
-    // a slice: a ring that is merely full now and then costs none.
-    let mut next_check = start + LIVENESS_SLICE;
+    // Unless asked, the first look at the receiver's liveness (a system
+    // call) comes after a slice: a ring that is merely full now and then
+    // costs none.
+    let mut next_check = if check { start } else { start + LIVENESS_SLICE };
     loop {
       if header.receiver.load(Ordering::SeqCst) == CLOSED {
         return Err(Error::ChannelClosed("the receiver closed it".into()));
@@ -483,9 +486,7 @@ impl Channel {
       header.senders[index].store(NOBODY, Ordering::SeqCst);
     }
     if self.receiving {
-      if let Some(next) = self.pending.take() {
-        let _ = ring.release(next, &OsFutex);
-      }
+      // What is left in the ring stays there: nobody will read it.
       header.receiver.store(CLOSED, Ordering::SeqCst);
     }
     let _ = ring.wake_all(&OsFutex);

@@ -33,6 +33,7 @@ fn send(channel: &mut Channel, bytes: &[u8]) -> Result<Sent, Error> {
       bytes.len(),
       Some(Duration::from_secs(10)),
       true,
+      false,
     )
   }
 }
@@ -170,6 +171,7 @@ fn closing_and_codes() {
       24,
       Some(Duration::from_millis(20)),
       true,
+      false,
     )
   };
   assert_eq!(full.unwrap(), Sent::TimedOut);
