@@ -47,14 +47,21 @@ export declare class NativeChannel {
 
 /** An open named segment (the object behind `SharedMemory`). */
 export declare class NativeSegment {
-  /** Opens or creates the segment `name` (`PR_OpenSharedMemory`). */
-  static open(name: string, size: number, options: NativeOpenOptions): NativeSegment
+  /**
+   * Opens or creates the segment `name` (`PR_OpenSharedMemory`). When this
+   * call creates it, `init` (if given) is called with an `ArrayBuffer` over
+   * the new segment before its name is published; the buffer is detached
+   * when `init` returns, and if `init` throws, nothing is published.
+   */
+  static open(name: string, size: number, options: NativeOpenOptions, init?: (buffer: ArrayBuffer) => void): NativeSegment
   /** The name the OS knows the segment by. */
   get osName(): string
   /** Bytes each attachment maps. */
   get size(): number
   /** Whether the handle was opened read-only. */
   get readOnly(): boolean
+  /** Whether the `open` call that made this handle created the segment. */
+  get created(): boolean
   /** Whether `close()` has run. */
   get closed(): boolean
   /** Maps the segment and returns an `ArrayBuffer` over it (`PR_AttachSharedMemory`). */

@@ -39,6 +39,17 @@ export interface OpenOptions {
   reserve?: boolean
   /** Windows: use the `Global\` namespace (every session). Ignored elsewhere. Default `false`. */
   global?: boolean
+  /**
+   * With `create`: when this call creates the segment, `init(view)` runs first
+   * with a read-write Buffer over it, before any other process can open it by
+   * name; the name is published only after `init` returns. If `init` throws,
+   * nothing is published and the error propagates. It does not run when the
+   * segment already exists (see {@link SharedMemory.created}). It must be
+   * synchronous: a promise cannot hold the name back. `view` is detached when
+   * `init` returns; detaching or transferring it inside `init` is an error
+   * (`ERR_SHM_INIT_DETACHED`).
+   */
+  init?: (view: Buffer) => void
 }
 
 /** Options of {@link SharedMemory.attach}. */
@@ -58,6 +69,40 @@ export interface NameOptions {
 }
 
 const construct = Symbol('construct')
+
+const AsyncFunction = (async () => {}).constructor
+
+/**
+ * The `init` option as the binding calls it (with an ArrayBuffer), or
+ * `undefined`. `init` runs while the name waits to be published, so it must
+ * finish before returning: an async function, or a returned promise, is an
+ * argument error.
+ */
+function initOption(init: unknown, create: boolean): ((buffer: ArrayBuffer) => void) | undefined {
+  if (init === undefined) return undefined
+  if (typeof init !== 'function') throw invalidArgType('options.init', 'of type function', init)
+  if (!create) throw invalidArgValue('options.init', "needs 'create: true'", 'a function')
+  if (init instanceof AsyncFunction) {
+    throw invalidArgValue('options.init', 'must be synchronous: the name cannot wait for a promise', 'an async function')
+  }
+  return (buffer) => {
+    const returned: unknown = init(Buffer.from(buffer))
+    if (isThenable(returned)) {
+      // Its work would finish after the name is published, on a detached view;
+      // a later rejection is this same mistake, already reported.
+      Promise.resolve(returned).catch(() => {})
+      throw invalidArgValue('options.init', 'must be synchronous: the name cannot wait for the promise it returned', 'a promise')
+    }
+  }
+}
+
+function isThenable(value: unknown): boolean {
+  return (
+    (typeof value === 'object' || typeof value === 'function') &&
+    value !== null &&
+    typeof (value as { then?: unknown }).then === 'function'
+  )
+}
 
 /** The `global` option of a {@link NameOptions} argument. */
 function globalOption(options: unknown): boolean {
@@ -82,6 +127,11 @@ export class SharedMemory implements Disposable {
   readonly size: number
   /** Whether the handle was opened read-only. */
   readonly readOnly: boolean
+  /**
+   * Whether this `open` call created the segment (`true`) or opened one that
+   * existed (`false`). Exclusive create is always `true`.
+   */
+  readonly created: boolean
   readonly #native: NativeSegment
 
   /** @internal Use {@link SharedMemory.open}. */
@@ -92,6 +142,7 @@ export class SharedMemory implements Disposable {
     this.osName = native.osName
     this.size = native.size
     this.readOnly = native.readOnly
+    this.created = native.created
   }
 
   /**
@@ -120,7 +171,8 @@ export class SharedMemory implements Disposable {
       throw invalidArgValue('options.exclusive', "needs 'create: true'", exclusive)
     }
     if (create && size === 0) throw outOfRange('size', '>= 1 && <= 2^53 - 1 to create a segment', size)
-    const native = NativeSegment.open(name, size, { create, exclusive, mode, readOnly, reserve, global })
+    const init = initOption(given.init, create)
+    const native = NativeSegment.open(name, size, { create, exclusive, mode, readOnly, reserve, global }, init)
     return new SharedMemory(construct, name, native)
   }
 

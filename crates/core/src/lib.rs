@@ -30,6 +30,7 @@ mod mapping;
 mod mutex;
 mod name;
 mod os;
+mod registry;
 mod segment;
 mod sync;
 #[cfg(test)]
@@ -40,5 +41,5 @@ pub use error::{Error, Result};
 pub use mapping::{Access, Mapping, Pinned};
 pub use mutex::{LockOutcome, Owner, SharedMutex, MUTEX_BYTES};
 pub use name::{Name, Namespace, Platform, MAX_NAME_BYTES};
-pub use segment::{OpenOptions, Segment, MAX_SIZE};
+pub use segment::{OpenError, OpenOptions, Segment, MAX_SIZE};
 pub use sync::{notify, wait, SharedWord, WaitOutcome};

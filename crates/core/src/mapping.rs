@@ -2,10 +2,12 @@
 
 use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::os;
+use crate::registry;
+use crate::waiter;
 
 /// How a mapping may be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +33,12 @@ const PIN: usize = 4;
 
 /// A mapped range of a segment, unmapped on drop.
 ///
+/// This type owns a mapping's whole life: [`Segment::map`](crate::Segment::map)
+/// makes one, it enters the process's registry of mappings as it is made
+/// ([`Mapping::containing`] finds it by address), and it leaves the registry
+/// in the same step that unmaps it, before the OS may hand the address out
+/// again. No caller registers or forgets anything.
+///
 /// `Send + Sync`: it is plain memory shared with other processes anyway; the
 /// owner decides when nothing can reach it any more and calls
 /// [`Mapping::unmap`] or drops it.
@@ -44,6 +52,11 @@ pub struct Mapping {
   base: *mut u8,
   len: usize,
   access: Access,
+  /// A copy-on-write view's shared read-only mapping of the same bytes,
+  /// where its words are waited on and notified: a private page would meet
+  /// no other process's futex, and a futex wait would even copy the page,
+  /// cutting the view off from later writes by others. Unmapped with the view.
+  alias: Option<*mut u8>,
   /// `RETIRED | RELEASED` flags plus `PIN` times the number of pins.
   state: AtomicUsize,
 }
@@ -53,31 +66,6 @@ pub struct Mapping {
 unsafe impl Send for Mapping {}
 // SAFETY: as above; `state` is atomic so `unmap` through `&self` is race-free.
 unsafe impl Sync for Mapping {}
-
-/// `(start, len)` of every live mapping in this process. Two mappings of one
-/// segment are two addresses for the same memory, so a caller's buffer that
-/// lies in any mapping may alias the bytes a copy overwrites, which neither
-/// `copy_nonoverlapping` nor `memmove` can see; such copies are staged.
-static LIVE: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
-
-fn live() -> std::sync::MutexGuard<'static, Vec<(usize, usize)>> {
-  // The list stays consistent even if a holder panicked: each edit is one call.
-  LIVE.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// How many mappings of segments this process holds.
-pub(crate) fn live_count() -> usize {
-  live().len()
-}
-
-/// Whether `[addr, addr + len)` overlaps any live mapping of this process.
-fn in_some_mapping(addr: *const u8, len: usize) -> bool {
-  let addr = addr as usize;
-  len > 0
-    && live()
-      .iter()
-      .any(|&(start, size)| addr < start.saturating_add(size) && start < addr.saturating_add(len))
-}
 
 /// Copies `len` bytes from `src` to `dst`, as memmove would if it could see
 /// that two addresses are one memory.
@@ -95,7 +83,7 @@ fn in_some_mapping(addr: *const u8, len: usize) -> bool {
 /// # Safety
 /// `src` is valid for reads and `dst` for writes of `len` bytes.
 unsafe fn copy_between(src: *const u8, dst: *mut u8, len: usize, callers: *const u8) -> Result<()> {
-  if !in_some_mapping(callers, len) {
+  if !registry::overlaps(callers as usize, len) {
     // SAFETY: the caller's side lies in no mapping, so it is memory distinct
     // from the mapping on the other side. Other processes may write
     // meanwhile: shared memory gives no snapshot, as documented.
@@ -115,14 +103,40 @@ unsafe fn copy_between(src: *const u8, dst: *mut u8, len: usize, callers: *const
 }
 
 impl Mapping {
-  pub(crate) fn new(ptr: *mut u8, len: usize, access: Access) -> Mapping {
-    live().push((ptr as usize, len));
-    Mapping {
+  /// Takes ownership of `len` bytes mapped at `ptr` (and of `alias`, the
+  /// same bytes mapped shared read-only for a copy-on-write view) and
+  /// registers them.
+  pub(crate) fn new(
+    ptr: *mut u8,
+    len: usize,
+    access: Access,
+    alias: Option<*mut u8>,
+  ) -> Arc<Mapping> {
+    let mapping = Arc::new(Mapping {
       base: ptr,
       len,
       access,
+      alias,
       state: AtomicUsize::new(0),
+    });
+    let owner = Arc::downgrade(&mapping);
+    registry::insert(ptr as usize, len, owner.clone(), false);
+    if let Some(alias) = alias {
+      registry::insert(alias as usize, len, owner, true);
     }
+    mapping
+  }
+
+  /// The live mapping of this process that holds all of `[addr, addr + len)`,
+  /// if any: the memory of a caller's view. One ordered lookup, no scan.
+  pub fn containing(addr: usize, len: usize) -> Option<Arc<Mapping>> {
+    registry::containing(addr, len)
+  }
+
+  /// How many OS mappings this process holds (a copy-on-write view counts
+  /// two: itself and its alias).
+  pub(crate) fn count() -> usize {
+    registry::count()
   }
 
   /// The first byte, page-aligned; null once unmapped (retired).
@@ -177,6 +191,16 @@ impl Mapping {
         Err(now) => state = now,
       }
     }
+  }
+
+  /// Where the byte at `offset` is shared with other processes: in the view
+  /// itself, or for a copy-on-write view in its alias. Null once unmapped.
+  pub fn shared_ptr(&self, offset: usize) -> *mut u8 {
+    if self.is_unmapped() || offset > self.len {
+      return ptr::null_mut();
+    }
+    // SAFETY: `offset <= len` of a live mapping (or its alias, as long).
+    unsafe { self.alias.unwrap_or(self.base).add(offset) }
   }
 
   /// Whether `[addr, addr + len)` lies inside this live mapping.
@@ -283,26 +307,38 @@ impl Mapping {
   /// JavaScript `ArrayBuffer`). Pins stay valid until they drop.
   pub unsafe fn unmap(&self) {
     let before = self.state.fetch_or(RETIRED, Ordering::AcqRel);
-    if before & RETIRED == 0 && before < PIN {
+    if before & RETIRED != 0 {
+      return;
+    }
+    if before < PIN {
       self.release();
+    } else {
+      // A waiter thread holds it: tell the waiters to look, so that the
+      // wait ends (`Detached`) and its pin goes.
+      waiter::poke();
     }
   }
 
   /// Unmaps for real, once: reached by whichever of `unmap` and the last
   /// pin's drop comes second.
   fn release(&self) {
-    if self.state.fetch_or(RELEASED, Ordering::AcqRel) & RELEASED == 0 {
-      let mut live = live();
-      if let Some(index) = live
-        .iter()
-        .position(|&(start, _)| start == self.base as usize)
-      {
-        live.swap_remove(index);
+    if self.state.fetch_or(RELEASED, Ordering::AcqRel) & RELEASED != 0 {
+      return;
+    }
+    // Out of the registry first: once unmapped, the address may be handed
+    // to a new mapping at any moment.
+    registry::remove(self.base as usize);
+    if let Some(alias) = self.alias {
+      registry::remove(alias as usize);
+    }
+    // SAFETY: `base`, `alias` and `len` came from `os::map`; the RELEASED
+    // flag hands them to exactly one caller, after retirement and with no
+    // pin left.
+    unsafe {
+      os::unmap(self.base, self.len);
+      if let Some(alias) = self.alias {
+        os::unmap(alias, self.len);
       }
-      drop(live);
-      // SAFETY: `base`/`len` came from `os::map`; the RELEASED flag hands
-      // them to exactly one caller, after retirement and with no pin left.
-      unsafe { os::unmap(self.base, self.len) };
     }
   }
 }
@@ -327,6 +363,14 @@ impl Pinned {
   /// Whether the mapping has no bytes (never true for a live mapping).
   pub fn is_empty(&self) -> bool {
     self.mapping.len == 0
+  }
+
+  /// Where the byte at `offset` is shared with other processes (see
+  /// [`Mapping::shared_ptr`]); valid while this guard lives.
+  pub fn shared_ptr(&self, offset: usize) -> *mut u8 {
+    debug_assert!(offset <= self.mapping.len);
+    // SAFETY: the pin keeps the view and its alias mapped; `offset <= len`.
+    unsafe { self.mapping.alias.unwrap_or(self.mapping.base).add(offset) }
   }
 
   /// The mapping held.

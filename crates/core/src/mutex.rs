@@ -320,8 +320,8 @@ mod tests {
 
   fn segment_word(tag: &str) -> (Arc<crate::Mapping>, SharedWord) {
     let segment = scratch_segment(&format!("mutex-test-{tag}"));
-    let mapping = Arc::new(segment.map(Access::ReadWrite).unwrap());
-    let word = SharedWord::new(&mapping, &mapping, 16, 8).unwrap();
+    let mapping = segment.map(Access::ReadWrite).unwrap();
+    let word = SharedWord::new(&mapping, 16, 8).unwrap();
     (mapping, word)
   }
 
@@ -412,7 +412,7 @@ mod tests {
     let word = Arc::new(word);
     const THREADS: u64 = 4;
     const ROUNDS: u64 = 5000;
-    let counter = Arc::new(SharedWord::new(&mapping, &mapping, 64, 8).unwrap());
+    let counter = Arc::new(SharedWord::new(&mapping, 64, 8).unwrap());
     let workers: Vec<_> = (0..THREADS)
       .map(|n| {
         let (word, counter) = (Arc::clone(&word), Arc::clone(&counter));

@@ -3,7 +3,9 @@
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::mapping::{live_count, Access, Mapping};
+use std::sync::Arc;
+
+use crate::mapping::{Access, Mapping};
 use crate::name::Name;
 use crate::os;
 
@@ -60,6 +62,26 @@ pub struct Segment {
   name: Name,
   size: u64,
   read_only: bool,
+  created: bool,
+}
+
+/// Why [`Segment::open_with`] failed: opening or creating, or the caller's
+/// initialization (whose error is handed back as it was).
+#[derive(Debug)]
+pub enum OpenError<E> {
+  /// Opening, creating or publishing the segment failed.
+  Open(Error),
+  /// The initialization failed; nothing was published.
+  Init(E),
+}
+
+impl From<OpenError<std::convert::Infallible>> for Error {
+  fn from(error: OpenError<std::convert::Infallible>) -> Error {
+    match error {
+      OpenError::Open(error) => error,
+      OpenError::Init(never) => match never {},
+    }
+  }
 }
 
 impl Segment {
@@ -78,26 +100,44 @@ impl Segment {
   /// existing segment is smaller than `size`, [`Error::InvalidArgument`] for
   /// `exclusive` without `create`, a created size of 0 or above [`MAX_SIZE`].
   pub fn open(name: &Name, size: u64, options: &OpenOptions) -> Result<Segment> {
-    if options.exclusive && !options.create {
-      return Err(Error::InvalidArgument(
-        "The option 'exclusive' needs 'create'".into(),
-      ));
-    }
-    if size > MAX_SIZE {
-      return Err(Error::InvalidArgument(format!(
-        "The argument 'size' must be at most 2^53 - 1. Received {size}"
-      )));
-    }
-    if options.create && size == 0 {
-      return Err(Error::InvalidArgument(
-        "The argument 'size' must be at least 1 to create a segment".into(),
-      ));
-    }
+    let no_init = None::<fn(Arc<Mapping>) -> std::result::Result<(), std::convert::Infallible>>;
+    Segment::open_inner(name, size, options, no_init).map_err(Error::from)
+  }
+
+  /// As [`Segment::open`], and when this call creates the segment, `init`
+  /// runs first with a read-write mapping of it, before any other process
+  /// can open it by name; the name is published only after `init` returns
+  /// `Ok`. If it returns `Err`, nothing is published and nothing is left
+  /// behind. `init` does not run when the segment already exists, and runs
+  /// at most once: if another process publishes the name first, this call
+  /// opens theirs (`created()` is then `false`) and the segment `init`
+  /// filled is dropped.
+  ///
+  /// # Errors
+  /// As [`Segment::open`], in [`OpenError::Open`]; `init`'s own error in
+  /// [`OpenError::Init`].
+  pub fn open_with<E>(
+    name: &Name,
+    size: u64,
+    options: &OpenOptions,
+    init: impl FnOnce(Arc<Mapping>) -> std::result::Result<(), E>,
+  ) -> std::result::Result<Segment, OpenError<E>> {
+    Segment::open_inner(name, size, options, Some(init))
+  }
+
+  fn open_inner<E>(
+    name: &Name,
+    size: u64,
+    options: &OpenOptions,
+    init: Option<impl FnOnce(Arc<Mapping>) -> std::result::Result<(), E>>,
+  ) -> std::result::Result<Segment, OpenError<E>> {
+    check_options(size, options).map_err(OpenError::Open)?;
     if !options.create {
-      return Segment::open_existing(name, size, options.read_only);
+      return Segment::open_existing(name, size, options.read_only).map_err(OpenError::Open);
     }
+    let mut creating = Creating::new(name, size, options, init);
     if options.exclusive {
-      return Segment::create_new(name, size, options);
+      return creating.create();
     }
     // Open-or-create: another process may create or delete the name between
     // our two calls, so go round until one of them settles it. Only a
@@ -107,37 +147,18 @@ impl Segment {
     for _ in 0..OPEN_OR_CREATE_ROUNDS {
       match Segment::open_existing(name, size, options.read_only) {
         Err(error) if error.code() == "ENOENT" => {}
-        other => return other,
+        other => return other.map_err(OpenError::Open),
       }
-      match Segment::create_new(name, size, options) {
-        Err(error) if error.code() == "EEXIST" => last = Some(error),
+      match creating.create() {
+        Err(OpenError::Open(error)) if error.code() == "EEXIST" => last = Some(error),
         other => return other,
       }
     }
-    Err(
+    Err(OpenError::Open(
       last
         .unwrap_or_else(|| unreachable!())
         .for_name(name.os_name()),
-    )
-  }
-
-  fn create_new(name: &Name, size: u64, options: &OpenOptions) -> Result<Segment> {
-    let handle = os::create(name.os_name(), size, options.mode, options.reserve)
-      .map_err(|e| e.for_name(name.os_name()))?;
-    let (handle, read_only) = if options.read_only {
-      // The creator sized it through a writable handle; keep only a read one.
-      let reopened =
-        os::reopen_read_only(&handle, name.os_name()).map_err(|e| e.for_name(name.os_name()))?;
-      (reopened, true)
-    } else {
-      (handle, false)
-    };
-    Ok(Segment {
-      handle,
-      name: name.clone(),
-      size,
-      read_only,
-    })
+    ))
   }
 
   fn open_existing(name: &Name, size: u64, read_only: bool) -> Result<Segment> {
@@ -155,6 +176,7 @@ impl Segment {
       name: name.clone(),
       size: if size == 0 { actual } else { size },
       read_only,
+      created: false,
     })
   }
 
@@ -166,39 +188,20 @@ impl Segment {
     os::unlink(name.os_name()).map_err(|e| e.for_name(name.os_name()))
   }
 
-  /// Maps the segment's `size()` bytes.
+  /// Maps the segment's `size()` bytes. A [`Access::CopyOnWrite`] mapping
+  /// comes with a shared read-only alias of the same bytes (two OS
+  /// mappings), where its words are waited on.
   ///
   /// # Errors
   /// [`Error::ReadOnly`] for [`Access::ReadWrite`] on a read-only handle;
   /// `ENOMEM` when the address space or `vm.max_map_count` is exhausted;
   /// [`Error::Size`] when another program shrank the segment below `size()`
   /// (mapping it would fault on the missing pages).
-  pub fn map(&self, access: Access) -> Result<Mapping> {
+  pub fn map(&self, access: Access) -> Result<Arc<Mapping>> {
     if self.read_only && access == Access::ReadWrite {
       return Err(Error::ReadOnly);
     }
-    let actual = os::size_of(&self.handle)?;
-    if actual < self.size {
-      return Err(Error::Size {
-        name: self.name.os_name().to_owned(),
-        requested: self.size,
-        actual,
-      });
-    }
-    let len = usize::try_from(self.size).map_err(|_| {
-      Error::InvalidArgument(format!(
-        "A segment of {} bytes does not fit this process's address space",
-        self.size
-      ))
-    })?;
-    if let Some(limit) = os::max_map_count() {
-      let held = live_count();
-      if held >= mapping_budget(limit) {
-        return Err(Error::too_many_mappings(held, limit).for_name(self.name.os_name()));
-      }
-    }
-    let ptr = os::map(&self.handle, len, access).map_err(|e| e.for_name(self.name.os_name()))?;
-    Ok(Mapping::new(ptr, len, access))
+    map_handle(&self.handle, &self.name, self.size, access)
   }
 
   /// The segment's name.
@@ -214,6 +217,142 @@ impl Segment {
   /// Whether the handle was opened for reading only.
   pub fn is_read_only(&self) -> bool {
     self.read_only
+  }
+
+  /// Whether the call that opened this handle created the segment (an
+  /// exclusive create always did; open-or-create tells which happened).
+  pub fn created(&self) -> bool {
+    self.created
+  }
+}
+
+/// The argument rules every open shares.
+fn check_options(size: u64, options: &OpenOptions) -> Result<()> {
+  if options.exclusive && !options.create {
+    return Err(Error::InvalidArgument(
+      "The option 'exclusive' needs 'create'".into(),
+    ));
+  }
+  if size > MAX_SIZE {
+    return Err(Error::InvalidArgument(format!(
+      "The argument 'size' must be at most 2^53 - 1. Received {size}"
+    )));
+  }
+  if options.create && size == 0 {
+    return Err(Error::InvalidArgument(
+      "The argument 'size' must be at least 1 to create a segment".into(),
+    ));
+  }
+  Ok(())
+}
+
+/// Maps `size` bytes of `handle`, the segment `name`.
+fn map_handle(handle: &os::Handle, name: &Name, size: u64, access: Access) -> Result<Arc<Mapping>> {
+  let actual = os::size_of(handle)?;
+  if actual < size {
+    return Err(Error::Size {
+      name: name.os_name().to_owned(),
+      requested: size,
+      actual,
+    });
+  }
+  let len = usize::try_from(size).map_err(|_| {
+    Error::InvalidArgument(format!(
+      "A segment of {size} bytes does not fit this process's address space"
+    ))
+  })?;
+  let needed = if access == Access::CopyOnWrite { 2 } else { 1 };
+  if let Some(limit) = os::max_map_count() {
+    let held = Mapping::count();
+    if held + needed > mapping_budget(limit) {
+      return Err(Error::too_many_mappings(held, limit).for_name(name.os_name()));
+    }
+  }
+  let map = |access| os::map(handle, len, access).map_err(|e| e.for_name(name.os_name()));
+  let ptr = map(access)?;
+  let alias = if access == Access::CopyOnWrite {
+    match map(Access::ReadOnly) {
+      Ok(alias) => Some(alias),
+      Err(error) => {
+        // SAFETY: mapped just above and not yet handed to anyone.
+        unsafe { os::unmap(ptr, len) };
+        return Err(error);
+      }
+    }
+  } else {
+    None
+  };
+  Ok(Mapping::new(ptr, len, access, alias))
+}
+
+/// One creating `open`: the segment it made and initialized, kept across the
+/// rounds of open-or-create so that `init` runs at most once per call.
+struct Creating<'a, F> {
+  name: &'a Name,
+  size: u64,
+  options: &'a OpenOptions,
+  init: Option<F>,
+  made: Option<os::Unnamed>,
+}
+
+impl<'a, E, F: FnOnce(Arc<Mapping>) -> std::result::Result<(), E>> Creating<'a, F> {
+  fn new(name: &'a Name, size: u64, options: &'a OpenOptions, init: Option<F>) -> Self {
+    Creating {
+      name,
+      size,
+      options,
+      init,
+      made: None,
+    }
+  }
+
+  /// Makes and initializes the segment (once), then publishes it.
+  fn create(&mut self) -> std::result::Result<Segment, OpenError<E>> {
+    let os_name = self.name.os_name();
+    let made = match self.made.take() {
+      Some(made) => made,
+      None => {
+        let options = os::CreateOptions {
+          mode: self.options.mode,
+          reserve: self.options.reserve,
+          for_init: self.init.is_some(),
+        };
+        let made = os::create_unnamed(os_name, self.size, &options)
+          .map_err(|e| OpenError::Open(e.for_name(os_name)))?;
+        if let Some(init) = self.init.take() {
+          let mapping = map_handle(made.handle(), self.name, self.size, Access::ReadWrite)
+            .map_err(OpenError::Open)?;
+          // Dropping `made` on failure removes every trace of it.
+          init(mapping).map_err(OpenError::Init)?;
+        }
+        made
+      }
+    };
+    if let Err(error) = os::publish(&made, os_name) {
+      let error = error.for_name(os_name);
+      if error.code() == "EEXIST" {
+        // Someone else's segment has the name: ours may still be published
+        // in a later round, should theirs be deleted.
+        self.made = Some(made);
+      }
+      return Err(OpenError::Open(error));
+    }
+    let handle = made.into_handle();
+    let (handle, read_only) = if self.options.read_only {
+      // The creator sized it through a writable handle; keep only a read one.
+      let reopened =
+        os::reopen_read_only(&handle, os_name).map_err(|e| OpenError::Open(e.for_name(os_name)))?;
+      (reopened, true)
+    } else {
+      (handle, false)
+    };
+    Ok(Segment {
+      handle,
+      name: self.name.clone(),
+      size: self.size,
+      read_only,
+      created: true,
+    })
   }
 }
 
@@ -240,5 +379,94 @@ mod tests {
     assert_eq!(mapping_budget(65530), 61435);
     assert_eq!(mapping_budget(16), 15);
     assert_eq!(mapping_budget(0), 0);
+  }
+}
+
+#[cfg(test)]
+mod init_tests {
+  use super::*;
+
+  fn name(test: &str) -> Name {
+    Name::parse(&format!("named-shm-{test}-{}", std::process::id())).unwrap()
+  }
+
+  fn create() -> OpenOptions {
+    OpenOptions {
+      create: true,
+      ..OpenOptions::default()
+    }
+  }
+
+  #[test]
+  fn init_fills_the_segment_before_its_name_appears() {
+    let name = name("init-fills");
+    let segment = Segment::open_with(&name, 4096, &create(), |mapping| {
+      assert_eq!(
+        Segment::open(&name, 0, &OpenOptions::default())
+          .unwrap_err()
+          .code(),
+        "ENOENT"
+      );
+      mapping.write_at(0, b"header").map_err(|_| "write")
+    })
+    .unwrap();
+    assert!(segment.created());
+    let opened = Segment::open(&name, 0, &OpenOptions::default()).unwrap();
+    assert!(!opened.created());
+    let mut bytes = [0u8; 6];
+    opened
+      .map(Access::ReadOnly)
+      .unwrap()
+      .read_at(0, &mut bytes)
+      .unwrap();
+    assert_eq!(&bytes, b"header");
+    Segment::delete(&name).unwrap();
+  }
+
+  #[test]
+  fn a_failed_init_publishes_nothing_and_does_not_run_on_an_existing_segment() {
+    let name = name("init-fails");
+    let failed = Segment::open_with(&name, 4096, &create(), |_| Err("no"));
+    assert!(matches!(failed, Err(OpenError::Init("no"))));
+    assert_eq!(
+      Segment::open(&name, 0, &OpenOptions::default())
+        .unwrap_err()
+        .code(),
+      "ENOENT"
+    );
+    let first = Segment::open(&name, 4096, &create()).unwrap();
+    assert!(first.created());
+    let second = Segment::open_with(&name, 4096, &create(), |_| -> std::result::Result<(), ()> {
+      panic!("init ran on an existing segment")
+    })
+    .unwrap();
+    assert!(!second.created());
+    Segment::delete(&name).unwrap();
+  }
+
+  #[test]
+  fn threads_racing_to_create_publish_one_initialized_segment() {
+    let name = name("init-race");
+    let creators: Vec<_> = (0..4u8)
+      .map(|id| {
+        let name = name.clone();
+        std::thread::spawn(move || {
+          let segment = Segment::open_with(&name, 4096, &create(), |mapping| {
+            mapping.write_at(0, &[id + 1; 64]).map_err(|_| ())
+          })
+          .unwrap();
+          let mut header = [0u8; 64];
+          let mapping = segment.map(Access::ReadOnly).unwrap();
+          mapping.read_at(0, &mut header).unwrap();
+          (segment.created(), header)
+        })
+      })
+      .collect();
+    let results: Vec<_> = creators.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(results.iter().filter(|(created, _)| *created).count(), 1);
+    let header = results[0].1;
+    assert!(header[0] != 0 && header.iter().all(|&b| b == header[0]));
+    assert!(results.iter().all(|(_, seen)| *seen == header));
+    Segment::delete(&name).unwrap();
   }
 }

@@ -35,64 +35,56 @@ pub enum WaitOutcome {
 /// A 4- or 8-byte word of a live mapping, kept mapped while this value lives.
 ///
 /// `view` is the mapping the caller's JavaScript view lies in; it says when
-/// the caller detached (then pending waits end). The word itself is read in
-/// `target`, which is `view` itself or, for a copy-on-write view, a shared
-/// read-only mapping of the same segment: a private page would neither see
-/// other processes' writes nor meet their futex.
+/// the caller detached (then pending waits end). The word itself is read
+/// where the view shares it with other processes ([`Mapping::shared_ptr`]):
+/// in the view, or for a copy-on-write view in its shared alias, since a
+/// private page would neither see other processes' writes nor meet their
+/// futex.
 #[derive(Debug)]
 pub struct SharedWord {
   pin: Pinned,
   offset: usize,
-  view: Arc<Mapping>,
 }
 
 impl SharedWord {
-  /// The `width`-byte word at `offset` of `target` (`view` or its shared
-  /// alias); `None` if either was unmapped, or the word is out of bounds or
-  /// not aligned to `width`.
-  pub fn new(
-    view: &Arc<Mapping>,
-    target: &Arc<Mapping>,
-    offset: usize,
-    width: usize,
-  ) -> Option<SharedWord> {
-    if view.is_unmapped() || !matches!(width, 4 | 8) {
+  /// The `width`-byte word at `offset` of `view`; `None` if it was
+  /// unmapped, or the word is out of bounds or not aligned to `width`.
+  pub fn new(view: &Arc<Mapping>, offset: usize, width: usize) -> Option<SharedWord> {
+    if !matches!(width, 4 | 8) {
       return None;
     }
-    let pin = target.pin()?;
+    let pin = view.pin()?;
     let fits = offset
       .checked_add(width)
       .is_some_and(|end| end <= pin.len());
-    let aligned = (pin.as_ptr() as usize + offset).is_multiple_of(width);
-    (fits && aligned).then(|| SharedWord {
-      pin,
-      offset,
-      view: Arc::clone(view),
-    })
+    let aligned = (pin.as_ptr() as usize)
+      .wrapping_add(offset)
+      .is_multiple_of(width);
+    (fits && aligned).then_some(SharedWord { pin, offset })
   }
 
   /// The word as a 32-bit atomic.
   pub fn word(&self) -> &AtomicU32 {
     // SAFETY: `new` checked that 4 aligned bytes at `offset` lie in the
     // mapping, which the pin keeps mapped for as long as `self` lives.
-    unsafe { AtomicU32::from_ptr(self.pin.as_ptr().add(self.offset).cast()) }
+    unsafe { AtomicU32::from_ptr(self.pin.shared_ptr(self.offset).cast()) }
   }
 
   /// The word as a 64-bit atomic (made with width 8).
   pub fn pair(&self) -> &AtomicU64 {
     debug_assert!(self.pin.len() >= self.offset + 8);
     // SAFETY: as in `word`, for the 8 aligned bytes `new` checked.
-    unsafe { AtomicU64::from_ptr(self.pin.as_ptr().add(self.offset).cast()) }
+    unsafe { AtomicU64::from_ptr(self.pin.shared_ptr(self.offset).cast()) }
   }
 
   /// Whether the caller's view was detached: waits on it should end.
   pub fn is_detached(&self) -> bool {
-    self.view.is_unmapped()
+    self.pin.mapping().is_unmapped()
   }
 
   /// Whether writes through the caller's view reach the segment.
   pub fn is_writable(&self) -> bool {
-    self.view.access() == Access::ReadWrite
+    self.pin.mapping().access() == Access::ReadWrite
   }
 }
 
@@ -256,15 +248,15 @@ mod tests {
   /// A fresh segment mapped twice (as two processes would), deleted at once.
   fn two_mappings(tag: &str) -> (Arc<Mapping>, Arc<Mapping>) {
     let segment = scratch_segment(&format!("sync-test-{tag}"));
-    let a = Arc::new(segment.map(Access::ReadWrite).unwrap());
-    let b = Arc::new(segment.map(Access::ReadWrite).unwrap());
+    let a = segment.map(Access::ReadWrite).unwrap();
+    let b = segment.map(Access::ReadWrite).unwrap();
     (a, b)
   }
 
   #[test]
   fn not_equal_and_timed_out() {
     let (a, _) = two_mappings("outcomes");
-    let word = SharedWord::new(&a, &a, 8, 4).unwrap();
+    let word = SharedWord::new(&a, 8, 4).unwrap();
     word.word().store(5, Ordering::SeqCst);
     assert_eq!(
       wait(word.word(), 4, None, true).unwrap(),
@@ -285,21 +277,20 @@ mod tests {
   #[test]
   fn words_are_checked() {
     let (a, b) = two_mappings("checks");
-    assert!(SharedWord::new(&a, &a, 4094, 4).is_none());
-    assert!(SharedWord::new(&a, &a, 2, 4).is_none());
-    assert!(SharedWord::new(&a, &a, 4, 8).is_none());
-    assert!(SharedWord::new(&a, &a, 4, 3).is_none());
-    assert!(SharedWord::new(&a, &b, 4088, 8).is_some());
+    assert!(SharedWord::new(&a, 4094, 4).is_none());
+    assert!(SharedWord::new(&a, 2, 4).is_none());
+    assert!(SharedWord::new(&a, 4, 8).is_none());
+    assert!(SharedWord::new(&a, 4, 3).is_none());
+    assert!(SharedWord::new(&b, 4088, 8).is_some());
     // SAFETY: nothing else uses `b`'s memory.
     unsafe { b.unmap() };
-    assert!(SharedWord::new(&b, &b, 0, 4).is_none());
-    assert!(SharedWord::new(&a, &b, 0, 4).is_none());
+    assert!(SharedWord::new(&b, 0, 4).is_none());
   }
 
   #[test]
   fn a_pin_defers_the_unmap() {
     let (a, _) = two_mappings("pin");
-    let word = SharedWord::new(&a, &a, 0, 4).unwrap();
+    let word = SharedWord::new(&a, 0, 4).unwrap();
     // SAFETY: the test reads the memory only through the pinned word.
     unsafe { a.unmap() };
     assert!(a.is_unmapped() && word.is_detached());
@@ -313,10 +304,10 @@ mod tests {
   fn notify_wakes_a_waiter_through_another_mapping() {
     for spin in [true, false] {
       let (a, b) = two_mappings(if spin { "wake-spin" } else { "wake" });
-      let waiter_word = SharedWord::new(&a, &a, 64, 4).unwrap();
+      let waiter_word = SharedWord::new(&a, 64, 4).unwrap();
       let waiter =
         thread::spawn(move || wait(waiter_word.word(), 0, Some(Duration::from_secs(10)), spin));
-      let word = SharedWord::new(&b, &b, 64, 4).unwrap();
+      let word = SharedWord::new(&b, 64, 4).unwrap();
       // Let the waiter fall asleep, then wake it without changing the word.
       let mut woken = 0;
       for _ in 0..1000 {
@@ -335,7 +326,7 @@ mod tests {
   fn ping_pong_loses_no_wake_up() {
     let (a, b) = two_mappings("ping-pong");
     const ROUNDS: u32 = 2000;
-    let theirs = SharedWord::new(&b, &b, 0, 4).unwrap();
+    let theirs = SharedWord::new(&b, 0, 4).unwrap();
     let partner = thread::spawn(move || {
       for round in 0..ROUNDS {
         let word = theirs.word();
@@ -352,7 +343,7 @@ mod tests {
         notify(word, 1).unwrap();
       }
     });
-    let ours = SharedWord::new(&a, &a, 0, 4).unwrap();
+    let ours = SharedWord::new(&a, 0, 4).unwrap();
     let word = ours.word();
     for round in 0..ROUNDS {
       word.store(2 * round + 1, Ordering::SeqCst);

@@ -452,7 +452,7 @@ mod tests {
 
   fn mapping(tag: &str) -> Arc<Mapping> {
     let segment = scratch_segment(&format!("waiter-test-{tag}"));
-    Arc::new(segment.map(Access::ReadWrite).unwrap())
+    segment.map(Access::ReadWrite).unwrap()
   }
 
   fn request(
@@ -468,7 +468,7 @@ mod tests {
       4
     };
     Request {
-      word: SharedWord::new(mapping, mapping, offset, width).unwrap(),
+      word: SharedWord::new(mapping, offset, width).unwrap(),
       job,
       timeout,
       settle: Arc::clone(settle) as Arc<dyn Settle>,
@@ -529,7 +529,7 @@ mod tests {
     assert_eq!(outcomes[&detached], AsyncOutcome::Detached);
     // Change every word, then wake: all 300 end with Ok.
     for n in 0..64 {
-      let word = SharedWord::new(&shared, &shared, 4 * n, 4).unwrap();
+      let word = SharedWord::new(&shared, 4 * n, 4).unwrap();
       word.word().store(1, Ordering::SeqCst);
       notify(word.word(), u32::MAX).unwrap();
     }
@@ -553,7 +553,7 @@ mod tests {
     let settle = Arc::new(Channel(Mutex::new(sender)));
     let wait = request(&shared, 8, Job::Wait { expected: 0 }, None, &settle);
     let id = pool.submit(wait).unwrap();
-    let word = SharedWord::new(&shared, &shared, 8, 4).unwrap();
+    let word = SharedWord::new(&shared, 8, 4).unwrap();
     loop {
       if notify(word.word(), 1).unwrap() == 1 {
         break;
@@ -577,7 +577,7 @@ mod tests {
     let shared = mapping(&format!("locks-{n}"));
     let (sender, receiver) = mpsc::channel();
     let settle = Arc::new(Channel(Mutex::new(sender)));
-    let word = SharedWord::new(&shared, &shared, 64, 8).unwrap();
+    let word = SharedWord::new(&shared, 64, 8).unwrap();
     let mutex = SharedMutex::new(word.pair());
     assert_eq!(mutex.try_lock(), LockOutcome::Ok);
     // Requests for this same thread, as lockAsync makes them.

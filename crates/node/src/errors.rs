@@ -11,6 +11,7 @@ pub const CLOSED: &str = "ERR_SHM_CLOSED";
 pub const NOT_ATTACHED: &str = "ERR_SHM_NOT_ATTACHED";
 pub const EXTERNAL_BUFFERS: &str = "ERR_SHM_EXTERNAL_BUFFERS";
 pub const OUT_OF_RANGE: &str = "ERR_OUT_OF_RANGE";
+pub const INIT_DETACHED: &str = "ERR_SHM_INIT_DETACHED";
 
 /// Which JavaScript constructor an error uses.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -3,14 +3,17 @@
 //! still checks every bound, so a caller that skips the facade cannot crash.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use napi::bindgen_prelude::{Buffer, ObjectFinalize, Uint8ArraySlice};
 use napi::{sys, Env, JsValue};
 use napi_derive::napi;
 
-use named_shm_core::{Access, Mapping, Name, Namespace, OpenOptions, Segment};
+use named_shm_core::{Access, Mapping, Name, Namespace, OpenError, OpenOptions, Segment};
 
-use crate::errors::{throw_code, throw_core, Kind, CLOSED, NOT_ATTACHED, OUT_OF_RANGE};
+use crate::errors::{
+  check, throw_code, throw_core, Kind, CLOSED, INIT_DETACHED, NOT_ATTACHED, OUT_OF_RANGE,
+};
 use crate::views::View;
 
 /// An open named segment (the object behind `SharedMemory`).
@@ -20,7 +23,7 @@ pub struct NativeSegment {
   /// Keyed by the first byte's address: detach finds a view in O(1).
   views: HashMap<usize, View>,
   /// A mapping of our own for `read` and `write`, made on first use.
-  copier: Option<Mapping>,
+  copier: Option<Arc<Mapping>>,
   /// Prune collected views when `views` grows to this many.
   prune_at: usize,
 }
@@ -88,9 +91,21 @@ pub fn delete_segment(env: Env, name: String, global: bool) -> napi::Result<()> 
 
 #[napi]
 impl NativeSegment {
-  /// Opens or creates the segment `name` (`PR_OpenSharedMemory`).
-  #[napi(factory)]
-  pub fn open(env: Env, name: String, size: f64, options: NativeOpenOptions) -> napi::Result<Self> {
+  /// Opens or creates the segment `name` (`PR_OpenSharedMemory`). When this
+  /// call creates it, `init` (if given) is called with an `ArrayBuffer` over
+  /// the new segment before its name is published; the buffer is detached
+  /// when `init` returns, and if `init` throws, nothing is published.
+  #[napi(
+    factory,
+    ts_args_type = "name: string, size: number, options: NativeOpenOptions, init?: (buffer: ArrayBuffer) => void"
+  )]
+  pub fn open(
+    env: Env,
+    name: String,
+    size: f64,
+    options: NativeOpenOptions,
+    init: Option<napi::bindgen_prelude::Unknown<'_>>,
+  ) -> napi::Result<Self> {
     let name = parse_name(&env, &name, options.global)?;
     let size = to_u64(&env, size, "size")?;
     let core_options = OpenOptions {
@@ -100,7 +115,15 @@ impl NativeSegment {
       read_only: options.read_only,
       reserve: options.reserve,
     };
-    let segment = Segment::open(&name, size, &core_options).map_err(|e| throw_core(&env, &e))?;
+    let init = init.map(|init| init.value().value);
+    let segment = Segment::open_with(&name, size, &core_options, |mapping| match init {
+      Some(init) => run_init(&env, init, mapping),
+      None => Ok(()),
+    })
+    .map_err(|error| match error {
+      OpenError::Open(error) => throw_core(&env, &error),
+      OpenError::Init(error) => error,
+    })?;
     Ok(NativeSegment {
       segment: Some(segment),
       views: HashMap::new(),
@@ -130,6 +153,12 @@ impl NativeSegment {
     self.segment.as_ref().is_some_and(Segment::is_read_only)
   }
 
+  /// Whether the `open` call that made this handle created the segment.
+  #[napi(getter)]
+  pub fn created(&self) -> bool {
+    self.segment.as_ref().is_some_and(Segment::created)
+  }
+
   /// Whether `close()` has run.
   #[napi(getter)]
   pub fn closed(&self) -> bool {
@@ -150,22 +179,13 @@ impl NativeSegment {
       Access::ReadWrite
     };
     let mapping = segment.map(access).map_err(|e| throw_core(&env, &e))?;
-    // A copy-on-write view waits and notifies through a shared alias (see views.rs).
-    let alias = match access {
-      Access::CopyOnWrite => Some(
-        segment
-          .map(Access::ReadOnly)
-          .map_err(|e| throw_core(&env, &e))?,
-      ),
-      _ => None,
-    };
     // Pruning walks every view: do it each time the list doubles, so that
     // attach stays O(1) amortized with thousands of live views.
     if self.views.len() >= self.prune_at {
       self.prune(&env);
       self.prune_at = (self.views.len() * 2).max(PRUNE_MIN);
     }
-    let (view, buffer) = View::new(&env, mapping, alias)?;
+    let (view, buffer) = View::new(&env, mapping)?;
     // A key still held by a collected view is stale: the kernel could only
     // hand out this address again after that view's memory was unmapped.
     if let Some(stale) = self.views.insert(view.address(), view) {
@@ -307,6 +327,39 @@ impl ObjectFinalize for NativeSegment {
     }
     Ok(())
   }
+}
+
+/// Calls the JavaScript `init` with an `ArrayBuffer` over the unpublished
+/// segment, then detaches the buffer. Its exception, if any, stays pending
+/// and becomes the error of `open`.
+fn run_init(env: &Env, init: sys::napi_value, mapping: Arc<Mapping>) -> napi::Result<()> {
+  let (view, buffer) = View::new(env, mapping)?;
+  let mut this = std::ptr::null_mut();
+  let mut returned = std::ptr::null_mut();
+  // SAFETY: live env; `init` and `buffer` are values of this call; the
+  // out-pointers are valid.
+  let status = unsafe {
+    check(sys::napi_get_undefined(env.raw(), &mut this))?;
+    sys::napi_call_function(env.raw(), this, init, 1, &buffer, &mut returned)
+  };
+  // Whether `init` left the buffer over the memory, before detaching it.
+  let kept = view.is_live_buffer(env, buffer);
+  view.detach(env, Some(buffer));
+  if status == sys::Status::napi_pending_exception {
+    return Err(napi::Error::from_status(napi::Status::PendingException));
+  }
+  check(status)?;
+  if !kept {
+    // Transferred (structuredClone, postMessage, transfer()): the memory
+    // would outlive `init` in a buffer no handle knows of.
+    return Err(throw_code(
+      env,
+      Kind::Error,
+      INIT_DETACHED,
+      "init detached or transferred its view; nothing was published",
+    ));
+  }
+  Ok(())
 }
 
 fn closed(env: &Env) -> napi::Error {

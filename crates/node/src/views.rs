@@ -8,118 +8,18 @@
 //! holding it, whichever is first; it is never unmapped while JavaScript can
 //! reach it.
 //!
-//! Every live attachment is also in a process-wide registry, so that `wait`,
-//! `notify` and `SharedMutex` can check that a view lies in an attached
-//! segment and find the mapping to pin (see `named_shm_core::SharedWord`).
+//! Finding a view's mapping by address is the core's job
+//! (`Mapping::containing`): a mapping registers itself as it is made and
+//! leaves the registry as it is unmapped.
 
 use std::ffi::c_void;
 use std::ptr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::Arc;
 
-use named_shm_core::{waiter, Mapping};
+use named_shm_core::Mapping;
 use napi::{sys, Env};
 
 use crate::errors::{check, throw_code, Kind, EXTERNAL_BUFFERS, OUT_OF_RANGE};
-
-/// One registered attachment.
-struct Registered {
-  view: Weak<Mapping>,
-  /// The view's memory, `[start, start + len)`, while it is registered.
-  start: usize,
-  len: usize,
-  /// Where its words are waited on: `start`, or the alias's first byte.
-  target: usize,
-  writable: bool,
-  /// For a copy-on-write view: a shared read-only mapping of the same
-  /// segment, where words are waited on (a private page would meet no other
-  /// process's futex, and a futex wait would even copy the page, cutting the
-  /// view off from later writes by others).
-  alias: Option<Arc<Mapping>>,
-}
-
-static REGISTRY: Mutex<Vec<Registered>> = Mutex::new(Vec::new());
-
-fn registry() -> MutexGuard<'static, Vec<Registered>> {
-  REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Where a word of an attached view lies, for a call that ends before
-/// JavaScript runs again.
-#[derive(Clone, Copy)]
-pub struct Place {
-  /// The same byte in the mapping to wait in: the view's own, or its alias.
-  pub target: usize,
-  /// Whether writes through the view reach the segment.
-  pub writable: bool,
-}
-
-/// Where `[addr, addr + len)` lies, if in a live attachment. No reference
-/// counts change: the caller's view keeps the memory mapped for the call.
-pub fn place(addr: usize, len: usize) -> Option<Place> {
-  let fits = |entry: &&Registered| {
-    entry.view.strong_count() > 0
-      && addr >= entry.start
-      && addr
-        .checked_add(len)
-        .is_some_and(|end| end <= entry.start + entry.len)
-  };
-  let entries = registry();
-  let entry = entries.iter().find(fits)?;
-  Some(Place {
-    target: entry.target + (addr - entry.start),
-    writable: entry.writable,
-  })
-}
-
-/// The live attachment whose memory holds `[addr, addr + len)`: its mapping,
-/// and the mapping to wait in (itself, or its shared alias), for a wait that
-/// outlives the call (it pins them).
-pub fn find(addr: usize, len: usize) -> Option<(Arc<Mapping>, Arc<Mapping>)> {
-  registry().iter().find_map(|entry| {
-    let view = entry.view.upgrade()?;
-    if !view.contains(addr, len) {
-      return None;
-    }
-    let target = entry.alias.clone().unwrap_or_else(|| Arc::clone(&view));
-    Some((view, target))
-  })
-}
-
-fn register(view: &Arc<Mapping>, alias: Option<Arc<Mapping>>) {
-  let start = view.as_ptr() as usize;
-  let mut entries = registry();
-  entries.retain(|entry| entry.view.strong_count() > 0);
-  entries.push(Registered {
-    view: Arc::downgrade(view),
-    start,
-    len: view.len(),
-    target: alias
-      .as_ref()
-      .map_or(start, |alias| alias.as_ptr() as usize),
-    writable: view.access() == named_shm_core::Access::ReadWrite,
-    alias,
-  });
-}
-
-/// Drops `view` (unmapped) from the registry, with its alias, and tells the
-/// waiter threads so that waits on it end. Called wherever a view's mapping
-/// is unmapped, so the registry lists exactly the memory JavaScript reaches.
-fn forget(view: &Mapping) {
-  let mut gone = Vec::new();
-  registry().retain_mut(|entry| {
-    let live = entry.view.strong_count() > 0 && !ptr::eq(entry.view.as_ptr(), view);
-    if !live {
-      gone.extend(entry.alias.take());
-    }
-    live
-  });
-  for alias in gone {
-    // SAFETY: JavaScript never sees an alias; waiter threads hold pins,
-    // which defer the unmap until they let go.
-    unsafe { alias.unmap() };
-  }
-  waiter::poke();
-}
 
 /// A mapping handed to JavaScript.
 pub struct View {
@@ -135,12 +35,7 @@ impl View {
   /// # Errors
   /// `ERR_SHM_EXTERNAL_BUFFERS` where the runtime forbids external buffers
   /// (Electron ≥ 21): a copy would silently stop being shared.
-  pub fn new(
-    env: &Env,
-    mapping: Mapping,
-    alias: Option<Mapping>,
-  ) -> napi::Result<(View, sys::napi_value)> {
-    let mapping = Arc::new(mapping);
+  pub fn new(env: &Env, mapping: Arc<Mapping>) -> napi::Result<(View, sys::napi_value)> {
     let hint = Box::into_raw(Box::new(Arc::clone(&mapping)));
     let mut buffer = ptr::null_mut();
     // SAFETY: the memory stays mapped until `release` runs or the handle
@@ -186,7 +81,6 @@ impl View {
     let mut reference = ptr::null_mut();
     // SAFETY: `buffer` was just created in `env`; count 0 makes it weak.
     check(unsafe { sys::napi_create_reference(env.raw(), buffer, 0, &mut reference) })?;
-    register(&mapping, alias.map(Arc::new));
     Ok((
       View {
         address: mapping.as_ptr() as usize,
@@ -219,6 +113,12 @@ impl View {
     (status == sys::Status::napi_ok && !value.is_null()).then_some(value)
   }
 
+  /// Whether `buffer` is still a live `ArrayBuffer` over this view's memory
+  /// (JavaScript may have detached or transferred it).
+  pub fn is_live_buffer(&self, env: &Env, buffer: sys::napi_value) -> bool {
+    self.is_over_memory(env, buffer)
+  }
+
   /// Whether `buffer` is a live `ArrayBuffer` over this view's memory.
   fn is_over_memory(&self, env: &Env, buffer: sys::napi_value) -> bool {
     let mut data = ptr::null_mut();
@@ -247,7 +147,6 @@ impl View {
           // JavaScript cannot reach it; waiter threads pin what they read,
           // deferring the unmap.
           unsafe { self.mapping.unmap() };
-          forget(&self.mapping);
         }
       }
     }
@@ -282,5 +181,4 @@ unsafe extern "C" fn release(_env: sys::napi_env, _data: *mut c_void, hint: *mut
   // JavaScript reaches it; the handle unmaps earlier only after detaching a
   // buffer that held it.
   unsafe { mapping.unmap() };
-  forget(&mapping);
 }

@@ -1,15 +1,16 @@
 //! Finding the word a JavaScript view points at: the view must lie in a live
-//! attachment of this process (views.rs), the word in the view, aligned.
+//! mapping of this process (`Mapping::containing`), the word in the view,
+//! aligned.
 
 use std::ptr;
 use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::Arc;
 use std::time::Duration;
 
-use named_shm_core::{SharedWord, MUTEX_BYTES};
+use named_shm_core::{Access, Mapping, SharedWord, MUTEX_BYTES};
 use napi::{sys, Env};
 
 use crate::errors::{throw_code, Kind, NOT_ATTACHED, OUT_OF_RANGE};
-use crate::views;
 
 const INVALID_ARG_TYPE: &str = "ERR_INVALID_ARG_TYPE";
 const INVALID_ARG_VALUE: &str = "ERR_INVALID_ARG_VALUE";
@@ -84,15 +85,32 @@ fn view_info(env: &Env, value: sys::napi_value) -> Option<ViewInfo> {
   None
 }
 
+/// A word found: the mapping it lies in, and its offset there.
+struct Found {
+  mapping: Arc<Mapping>,
+  offset: usize,
+}
+
+impl Found {
+  /// Where the word is shared with other processes (the view, or its alias).
+  fn shared(&self) -> *mut u8 {
+    self.mapping.shared_ptr(self.offset)
+  }
+
+  fn writable(&self) -> bool {
+    self.mapping.access() == Access::ReadWrite
+  }
+}
+
 /// Checks that the `width`-byte word at `byte_index` of `view` lies, aligned,
-/// in a live attachment of this process; returns its address and place.
+/// in a live mapping of this process, and finds that mapping.
 fn resolve(
   env: &Env,
   view: sys::napi_value,
   byte_index: f64,
   width: usize,
   int32_only: bool,
-) -> napi::Result<(usize, views::Place)> {
+) -> napi::Result<Found> {
   let info = view_info(env, view).filter(|info| info.int32 || !int32_only);
   let Some(info) = info else {
     let expected = if int32_only {
@@ -107,7 +125,7 @@ fn resolve(
       &format!("The \"view\" argument must be {expected} over an attached segment"),
     ));
   };
-  let Some(view_place) = views::place(info.data, info.byte_length) else {
+  let Some(mapping) = Mapping::containing(info.data, info.byte_length) else {
     return Err(throw_code(
       env,
       Kind::Error,
@@ -150,11 +168,8 @@ fn resolve(
       ),
     ));
   }
-  let place = views::Place {
-    target: view_place.target + (address - info.data),
-    writable: view_place.writable,
-  };
-  Ok((address, place))
+  let offset = address - mapping.as_ptr() as usize;
+  Ok(Found { mapping, offset })
 }
 
 /// The 4-byte word for a call that ends before JavaScript runs again.
@@ -166,10 +181,10 @@ fn resolve(
 /// views.rs. An alias lives exactly as long as its view. The returned
 /// reference borrows `env`, which lives only as long as the call.
 pub(crate) fn word(env: &Env, view: sys::napi_value, index: f64) -> napi::Result<&AtomicU32> {
-  let (_, place) = resolve(env, view, index * 4.0, 4, true)?;
+  let found = resolve(env, view, index * 4.0, 4, true)?;
   // SAFETY: an aligned word inside a live mapping that stays mapped while
   // `view` is borrowed, as explained above.
-  Ok(unsafe { AtomicU32::from_ptr(place.target as *mut u32) })
+  Ok(unsafe { AtomicU32::from_ptr(found.shared().cast()) })
 }
 
 /// The 8-byte mutex word for a call that ends before JavaScript runs again
@@ -179,12 +194,12 @@ pub(crate) fn mutex_word(
   view: sys::napi_value,
   byte_offset: f64,
 ) -> napi::Result<&AtomicU64> {
-  let (_, place) = resolve(env, view, byte_offset, MUTEX_BYTES, false)?;
-  if !place.writable {
+  let found = resolve(env, view, byte_offset, MUTEX_BYTES, false)?;
+  if !found.writable() {
     return Err(read_only(env));
   }
   // SAFETY: as in `word`, for an aligned 8-byte word.
-  Ok(unsafe { AtomicU64::from_ptr(place.target as *mut u64) })
+  Ok(unsafe { AtomicU64::from_ptr(found.shared().cast()) })
 }
 
 pub(crate) fn read_only(env: &Env) -> napi::Error {
@@ -204,16 +219,9 @@ pub(crate) fn shared_word(
   width: usize,
   int32_only: bool,
 ) -> napi::Result<SharedWord> {
-  let (address, _) = resolve(env, view, byte_index, width, int32_only)?;
-  let pinned = views::find(address, width).and_then(|(mapping, target)| {
-    SharedWord::new(
-      &mapping,
-      &target,
-      address - mapping.as_ptr() as usize,
-      width,
-    )
-  });
-  pinned.ok_or_else(|| throw_code(env, Kind::Error, NOT_ATTACHED, "The view was detached"))
+  let found = resolve(env, view, byte_index, width, int32_only)?;
+  SharedWord::new(&found.mapping, found.offset, width)
+    .ok_or_else(|| throw_code(env, Kind::Error, NOT_ATTACHED, "The view was detached"))
 }
 
 /// A timeout in milliseconds: `None` for +Infinity.

@@ -9,6 +9,7 @@ use rustix::fs::{self, AtFlags, FallocateFlags, Mode, OFlags, CWD};
 use rustix::io::Errno;
 
 use super::posix::{os_error, Handle};
+use super::CreateOptions;
 use crate::error::{human_bytes, Error, Result};
 
 const SHM_DIR: &str = "/dev/shm";
@@ -30,36 +31,88 @@ pub(crate) fn open(os_name: &str, read_only: bool) -> Result<Handle> {
   fs::open(path_of(os_name), flags, Mode::empty()).map_err(os_error("shm_open"))
 }
 
-/// Creates a segment of `size` zero bytes, sized (and, with `reserve`,
-/// allocated) before it gets its name, so no opener sees it half made.
-pub(crate) fn create(os_name: &str, size: u64, mode: u32, reserve: bool) -> Result<Handle> {
-  let mode = Mode::from_bits_truncate(mode & 0o777);
+/// A segment made but not yet named: only this process can reach it (an
+/// `O_TMPFILE` file, or a hidden temporary name removed when it goes).
+#[derive(Debug)]
+pub(crate) struct Unnamed {
+  fd: Handle,
+  temporary: Option<TemporaryName>,
+}
+
+/// The hidden name of the fallback, unlinked on drop.
+#[derive(Debug)]
+struct TemporaryName(String);
+
+impl Drop for TemporaryName {
+  fn drop(&mut self) {
+    let _ = fs::unlink(&self.0);
+  }
+}
+
+impl Unnamed {
+  /// The read-write descriptor.
+  pub(crate) fn handle(&self) -> &Handle {
+    &self.fd
+  }
+
+  /// The descriptor of the published segment (the temporary name goes).
+  pub(crate) fn into_handle(self) -> Handle {
+    let Unnamed { fd, temporary } = self;
+    drop(temporary);
+    fd
+  }
+}
+
+/// Makes a segment of `size` zero bytes (sized and, with `reserve`,
+/// allocated) that has no name yet: the caller may fill it, then [`publish`]
+/// it, so no opener ever sees it half made.
+pub(crate) fn create_unnamed(
+  _os_name: &str,
+  size: u64,
+  options: &CreateOptions,
+) -> Result<Unnamed> {
+  let (reserve, mode) = (
+    options.reserve,
+    Mode::from_bits_truncate(options.mode & 0o777),
+  );
   // An unnamed tmpfs file (open(2), O_TMPFILE) vanishes by itself if we die
-  // before naming it.
+  // before naming it. Naming it goes through /proc/self/fd: without /proc,
+  // use the named temporary from the start.
+  if !has_proc() {
+    return create_via_temporary(size, mode, reserve);
+  }
   let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
   match fs::open(SHM_DIR, flags, mode) {
     Ok(fd) => {
       apply_umask(&fd, mode)?;
       prepare(&fd, size, reserve)?;
-      match fs::linkat(
-        CWD,
-        proc_path(&fd),
-        CWD,
-        path_of(os_name),
-        AtFlags::SYMLINK_FOLLOW,
-      ) {
-        Ok(()) => Ok(fd),
-        // No /proc in this sandbox: fall back to a named temporary.
-        Err(Errno::NOENT) if !has_proc() => create_via_temporary(os_name, size, mode, reserve),
-        Err(errno) => Err(publish_error(errno)),
-      }
+      Ok(Unnamed {
+        fd,
+        temporary: None,
+      })
     }
     // Kernels or filesystems without O_TMPFILE.
     Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => {
-      create_via_temporary(os_name, size, mode, reserve)
+      create_via_temporary(size, mode, reserve)
     }
     Err(errno) => Err(os_error("shm_open")(errno)),
   }
+}
+
+/// Gives `unnamed` the name `os_name` (link(2)); `EEXIST` when it is taken,
+/// and `unnamed` may then be published again later.
+pub(crate) fn publish(unnamed: &Unnamed, os_name: &str) -> Result<()> {
+  let linked = match &unnamed.temporary {
+    Some(temporary) => fs::link(&temporary.0, path_of(os_name)),
+    None => fs::linkat(
+      CWD,
+      proc_path(&unnamed.fd),
+      CWD,
+      path_of(os_name),
+      AtFlags::SYMLINK_FOLLOW,
+    ),
+  };
+  linked.map_err(publish_error)
 }
 
 /// A read-only descriptor of the same file as `fd`, for a creator that asked
@@ -111,8 +164,9 @@ fn parse_umask(status: &str) -> Option<u32> {
   u32::from_str_radix(line.trim(), 8).ok()
 }
 
-/// The fallback: a hidden temporary name, linked to the real one, then removed.
-fn create_via_temporary(os_name: &str, size: u64, mode: Mode, reserve: bool) -> Result<Handle> {
+/// The fallback: a hidden temporary name, linked to the real one by
+/// [`publish`], removed when the [`Unnamed`] goes.
+fn create_via_temporary(size: u64, mode: Mode, reserve: bool) -> Result<Unnamed> {
   static SEQUENCE: AtomicU64 = AtomicU64::new(0);
   let flags = OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
   // Another PID namespace sharing /dev/shm may hold the same temporary name:
@@ -130,10 +184,12 @@ fn create_via_temporary(os_name: &str, size: u64, mode: Mode, reserve: bool) -> 
       Err(errno) => return Err(os_error("shm_open")(errno)),
     }
   };
-  let result = prepare(&fd, size, reserve)
-    .and_then(|()| fs::link(&temporary, path_of(os_name)).map_err(publish_error));
-  let _ = fs::unlink(&temporary);
-  result.map(|()| fd)
+  let unnamed = Unnamed {
+    fd,
+    temporary: Some(TemporaryName(temporary)),
+  };
+  prepare(&unnamed.fd, size, reserve)?;
+  Ok(unnamed)
 }
 
 /// Sets the size (ftruncate(2) zero-fills) and reserves the pages
@@ -435,6 +491,32 @@ mod tests {
       no_space_detail(4096, None),
       "asked for 4 KiB (4096 bytes); make /dev/shm larger (in a container: --shm-size)"
     );
+  }
+
+  #[test]
+  fn the_temporary_name_fallback_publishes_only_when_told_and_leaves_nothing() {
+    let os_name = format!("/named-shm-fallback-{}", std::process::id());
+    let mode = Mode::from_bits_truncate(0o600);
+    let hidden = |unnamed: &Unnamed| unnamed.temporary.as_ref().unwrap().0.clone();
+    // Dropped unpublished: the hidden name goes, the real one never came.
+    let unnamed = create_via_temporary(4096, mode, true).unwrap();
+    let temporary = hidden(&unnamed);
+    assert!(fs::access(&temporary, fs::Access::EXISTS).is_ok());
+    assert_eq!(open(&os_name, true).unwrap_err().code(), "ENOENT");
+    drop(unnamed);
+    assert!(fs::access(&temporary, fs::Access::EXISTS).is_err());
+    assert_eq!(open(&os_name, true).unwrap_err().code(), "ENOENT");
+    // Published: the name appears, then the hidden one goes.
+    let unnamed = create_via_temporary(4096, mode, true).unwrap();
+    let temporary = hidden(&unnamed);
+    publish(&unnamed, &os_name).unwrap();
+    let taken = create_via_temporary(4096, mode, true).unwrap();
+    assert_eq!(publish(&taken, &os_name).unwrap_err().code(), "EEXIST");
+    drop(taken);
+    let _fd = unnamed.into_handle();
+    assert!(fs::access(&temporary, fs::Access::EXISTS).is_err());
+    assert!(open(&os_name, true).is_ok());
+    unlink(&os_name).unwrap();
   }
 
   #[test]

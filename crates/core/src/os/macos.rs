@@ -2,43 +2,246 @@
 //! a creator cannot size a segment before naming it. It creates with
 //! `O_EXCL` and sizes at once; openers wait out the short size-0 window
 //! (see `wait_until_sized` in `segment.rs`).
+//!
+//! A segment created for an `init` cannot be hidden either, so it says so
+//! itself: it is created with the sticky bit in its mode (xnu keeps all of
+//! `ALLPERMS`; nothing else sets it on shared memory), one extra
+//! [`Trailer`] after the caller's bytes records whether `init` runs, ended or
+//! failed, and openers that see the bit wait (at most [`INIT_GRACE`]) until
+//! the trailer says done. The trailer lives in the segment, so a process
+//! that opened it mid-`init` learns how it ended whatever became of the name.
 
-use rustix::fs::{ftruncate, Mode};
+use rustix::fs::{fstat, ftruncate, Mode, RawMode};
 use rustix::shm;
 
-use super::posix::{os_error, Handle};
-use crate::error::Result;
+use super::gate::{poll_until, InitState, Initializing, Trailer, INIT_GRACE, TRAILER_BYTES};
+use super::posix::{map, os_error, unmap, Handle};
+use super::CreateOptions;
+use crate::error::{Error, Result};
+use crate::mapping::Access;
 
-/// Opens an existing segment.
+/// The mode bit that marks a segment created for an `init`.
+const INIT_MARK: u32 = 0o1000;
+
+/// Opens an existing segment; one created for an `init` only once that
+/// `init` has returned.
 pub(crate) fn open(os_name: &str, read_only: bool) -> Result<Handle> {
   let access = if read_only {
     shm::OFlags::RDONLY
   } else {
     shm::OFlags::RDWR
   };
-  shm::open(os_name, access, Mode::empty()).map_err(os_error("shm_open"))
+  let fd = shm::open(os_name, access, Mode::empty()).map_err(os_error("shm_open"))?;
+  if !is_marked(&fd)? {
+    return Ok(fd);
+  }
+  if Initializing::contains(os_name) {
+    // This process's own `init` opening its name: not published yet.
+    return Err(os_error("shm_open")(Errno::NOENT));
+  }
+  let outcome = poll_until(INIT_GRACE, || match trailer_state(&fd) {
+    Ok(InitState::Unmarked) => None,
+    Ok(InitState::Running { id, stamp }) => {
+      (super::liveness(id, stamp) == Liveness::Dead).then_some(Ok(InitState::Failed))
+    }
+    other => Some(other),
+  });
+  match outcome {
+    Some(Ok(InitState::Done)) => Ok(fd),
+    Some(Ok(_)) => {
+      // Failed, or its creator died inside `init`: it is garbage. Remove the
+      // name if it still shows this very state, so the next creator can go.
+      drop(fd);
+      remove_if_abandoned(os_name);
+      Err(os_error("shm_open")(Errno::NOENT))
+    }
+    Some(Err(error)) => Err(error),
+    None => Err(os_error("shm_open")(Errno::TIMEDOUT).with_detail(format!(
+      "another process is still initializing it after {} ms",
+      INIT_GRACE.as_millis()
+    ))),
+  }
 }
 
-/// Creates a segment of `size` zero bytes. macOS has no `fallocate`: its
-/// shared memory is wired on `ftruncate`, which fails rather than overcommits,
-/// so `reserve` needs nothing more here.
+/// Removes `os_name` if the segment it names is one whose `init` failed or
+/// whose creator died. (Between that look and the unlink another process
+/// could replace the name; macOS offers no way to unlink only a given object.)
+fn remove_if_abandoned(os_name: &str) {
+  let Ok(fd) = shm::open(os_name, shm::OFlags::RDONLY, Mode::empty()) else {
+    return;
+  };
+  let abandoned = match trailer_state(&fd) {
+    Ok(InitState::Failed) => true,
+    Ok(InitState::Running { id, stamp }) => super::liveness(id, stamp) == Liveness::Dead,
+    _ => false,
+  };
+  if abandoned {
+    let _ = shm::unlink(os_name);
+  }
+}
+
+fn is_marked(fd: &Handle) -> Result<bool> {
+  let stat = fstat(fd).map_err(os_error("fstat"))?;
+  Ok(u32::from(stat.st_mode) & INIT_MARK != 0)
+}
+
+/// The whole segment, mapped for a look at its trailer; unmapped on drop.
+struct Whole {
+  ptr: *mut u8,
+  len: usize,
+}
+
+impl Whole {
+  fn map(fd: &Handle, access: Access) -> Result<Option<Whole>> {
+    let size = fstat(fd).map_err(os_error("fstat"))?.st_size;
+    let len = usize::try_from(size).unwrap_or(0);
+    if (len as u64) < TRAILER_BYTES {
+      return Ok(None); // not sized yet
+    }
+    Ok(Some(Whole {
+      ptr: map(fd, len, access)?,
+      len,
+    }))
+  }
+
+  fn trailer(&self) -> &Trailer {
+    // SAFETY: the mapping is `len` bytes, a whole number of pages, so its
+    // last TRAILER_BYTES are 8-byte aligned and live while `self` is.
+    unsafe { Trailer::at(self.ptr.add(self.len - TRAILER_BYTES as usize)) }
+  }
+}
+
+impl Drop for Whole {
+  fn drop(&mut self) {
+    // SAFETY: mapped by `Whole::map`, used only through `self`.
+    unsafe { unmap(self.ptr, self.len) };
+  }
+}
+
+fn trailer_state(fd: &Handle) -> Result<InitState> {
+  Ok(match Whole::map(fd, Access::ReadOnly)? {
+    Some(whole) => whole.trailer().state(),
+    None => InitState::Unmarked,
+  })
+}
+
+/// The caller's size of the segment: `fstat`'s, or for a segment made for an
+/// `init`, the size its trailer records (0 until it is written).
+pub(crate) fn size_of(fd: &Handle) -> Result<u64> {
+  if !is_marked(fd)? {
+    return super::posix::size_of(fd);
+  }
+  Ok(match Whole::map(fd, Access::ReadOnly)? {
+    Some(whole) if whole.trailer().state() != InitState::Unmarked => whole.trailer().size(),
+    _ => 0,
+  })
+}
+
+/// A created segment that openers cannot use yet: plain for a create without
+/// `init` (published at once), marked and holding its trailer otherwise.
+#[derive(Debug)]
+pub(crate) struct Unnamed {
+  fd: Handle,
+  pending: Option<Pending>,
+}
+
+/// What an `init` creation holds until [`publish`]; dropped before that, it
+/// records the failure and removes the name.
+struct Pending {
+  whole: Whole,
+  os_name: String,
+  published: std::cell::Cell<bool>,
+  _initializing: Initializing,
+}
+
+impl std::fmt::Debug for Pending {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.debug_struct("Pending")
+      .field("os_name", &self.os_name)
+      .finish()
+  }
+}
+
+impl Drop for Pending {
+  fn drop(&mut self) {
+    if !self.published.get() {
+      // Tell anyone who opened it meanwhile, then remove it.
+      self.whole.trailer().finish(false);
+      let _ = shm::unlink(self.os_name.as_str());
+    }
+  }
+}
+
+impl Unnamed {
+  /// The read-write descriptor.
+  pub(crate) fn handle(&self) -> &Handle {
+    &self.fd
+  }
+
+  /// The descriptor of the published segment.
+  pub(crate) fn into_handle(self) -> Handle {
+    let Unnamed { fd, pending } = self;
+    drop(pending);
+    fd
+  }
+}
+
+/// Creates a segment of `size` zero bytes under `os_name`. Without
+/// `for_init` it is usable at once; with it, openers wait until [`publish`].
+///
+/// macOS has no `fallocate`: its shared memory is wired on `ftruncate`,
+/// which fails rather than overcommits, so `reserve` needs nothing more here.
 ///
 /// What xnu's `posix_shm.c` does differently from Linux, for the docs:
 /// `shm_open` stores `mode & ALLPERMS` without the umask; `ftruncate` works
 /// once per object and rounds the size up to whole pages (so `fstat`, and an
 /// opener asking for size 0, see the rounded size).
-pub(crate) fn create(os_name: &str, size: u64, mode: u32, _reserve: bool) -> Result<Handle> {
-  let flags = shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR;
-  let fd = shm::open(os_name, flags, Mode::from_bits_truncate(mode & 0o777))
-    .map_err(os_error("shm_open"))?;
-  if let Err(errno) = ftruncate(&fd, size) {
-    // Do not leave a size-0 segment behind under the name. (Should another
-    // process delete and recreate the name in this instant, this removes
-    // theirs: macOS offers no way to check that the name is still ours.)
-    let _ = shm::unlink(os_name);
-    return Err(os_error("ftruncate")(errno));
+pub(crate) fn create_unnamed(os_name: &str, size: u64, options: &CreateOptions) -> Result<Unnamed> {
+  let initializing = options.for_init.then(|| Initializing::new(os_name));
+  let mut mode = options.mode & 0o777;
+  let mut total = size;
+  if options.for_init {
+    mode |= INIT_MARK;
+    total = size
+      .checked_add(TRAILER_BYTES)
+      .ok_or_else(|| os_error("ftruncate")(Errno::FBIG))?;
   }
-  Ok(fd)
+  let flags = shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR;
+  let fd = shm::open(os_name, flags, Mode::from_bits_truncate(mode as RawMode))
+    .map_err(os_error("shm_open"))?;
+  // Do not leave a half-made segment behind under the name. (Should another
+  // process delete and recreate the name in this instant, this removes
+  // theirs: macOS offers no way to check that the name is still ours.)
+  let undo = |error: Error| {
+    let _ = shm::unlink(os_name);
+    error
+  };
+  ftruncate(&fd, total).map_err(|errno| undo(os_error("ftruncate")(errno)))?;
+  let pending = match initializing {
+    None => None,
+    Some(initializing) => {
+      let whole = Whole::map(&fd, Access::ReadWrite)
+        .map_err(undo)?
+        .ok_or_else(|| undo(os_error("ftruncate")(Errno::INVAL)))?;
+      whole.trailer().start(size, thread_identity());
+      Some(Pending {
+        whole,
+        os_name: os_name.to_owned(),
+        published: std::cell::Cell::new(false),
+        _initializing: initializing,
+      })
+    }
+  };
+  Ok(Unnamed { fd, pending })
+}
+
+/// Lets openers in: the trailer says `init` is done.
+pub(crate) fn publish(unnamed: &Unnamed, _os_name: &str) -> Result<()> {
+  if let Some(pending) = &unnamed.pending {
+    pending.whole.trailer().finish(true);
+    pending.published.set(true);
+  }
+  Ok(())
 }
 
 /// Removes the name (shm_unlink(3)).

@@ -1,8 +1,12 @@
 //! The OS backends. Each one offers the same private interface:
 //!
 //! - `Handle`: an open segment (an `OwnedFd`, a `HANDLE`), closed on drop;
-//! - `open(os_name, read_only)`, `create(os_name, size, mode, reserve)`,
-//!   `reopen_read_only(&Handle, os_name)`, `size_of(&Handle)`, `unlink(os_name)`;
+//! - `open(os_name, read_only)`, `reopen_read_only(&Handle, os_name)`,
+//!   `size_of(&Handle)`, `unlink(os_name)`;
+//! - creating in two steps: `create_unnamed(os_name, size, &CreateOptions)`
+//!   gives an `Unnamed` segment (`handle()`, `into_handle()`) that no other
+//!   process can open yet, and `publish(&Unnamed, os_name)` makes it
+//!   openable by name (`EEXIST` when the name is taken; it may be retried);
 //! - `map(&Handle, len, Access)` and `unmap(ptr, len)`;
 //! - `wait(&AtomicU32, expected, timeout) -> Wake`, `wake(&AtomicU32, count)`,
 //!   `wait_any(control, words, timeout) -> WakeAny` with `WAIT_ANY_MAX` (0
@@ -21,24 +25,50 @@ mod posix;
 mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::{
-  cpu_count, create, liveness, max_map_count, open, reopen_read_only, thread_identity, unlink,
-  wait, wait_any, wake, WAIT_ANY_MAX,
+  cpu_count, create_unnamed, liveness, max_map_count, open, publish, reopen_read_only,
+  thread_identity, unlink, wait, wait_any, wake, Unnamed, WAIT_ANY_MAX,
 };
 
 #[cfg(all(unix, not(target_os = "linux")))]
 mod macos;
 #[cfg(all(unix, not(target_os = "linux")))]
-pub(crate) use macos::{create, liveness, open, thread_identity, unlink, wait, wake};
+pub(crate) use macos::{
+  create_unnamed, liveness, open, publish, size_of, thread_identity, unlink, wait, wake, Unnamed,
+};
 
+#[cfg(target_os = "linux")]
+pub(crate) use posix::size_of;
 #[cfg(unix)]
-pub(crate) use posix::{map, size_of, unmap, Handle};
+pub(crate) use posix::{map, unmap, Handle};
 
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]
 pub(crate) use windows::{
-  create, liveness, map, open, size_of, thread_identity, unlink, unmap, wait, wake, Handle,
+  create_unnamed, liveness, map, open, publish, size_of, thread_identity, unlink, unmap, wait,
+  wake, Handle, Unnamed,
 };
+
+// macOS and Windows name a segment as they create it; what keeps openers out
+// until `init` returns is shared here (unit-tested on every platform; the
+// trailer is macOS's alone).
+#[cfg_attr(not(all(unix, not(target_os = "linux"))), allow(dead_code))]
+mod gate;
+
+/// How to create a segment (see `create_unnamed`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CreateOptions {
+  /// Permission bits, masked by the umask (no Windows meaning).
+  #[cfg_attr(windows, allow(dead_code))]
+  pub mode: u32,
+  /// Allocate the memory now (only Linux can choose).
+  #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+  pub reserve: bool,
+  /// The caller will fill the segment before publishing it: where the OS
+  /// names segments from birth, openers must be kept waiting until then.
+  #[cfg_attr(target_os = "linux", allow(dead_code))]
+  pub for_init: bool,
+}
 
 /// How one `wait` ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,12 +2,26 @@
 //! (CreateFileMappingW with `INVALID_HANDLE_VALUE`). A mapping lives while a
 //! handle or view is open and has no name to remove, so `unlink` does nothing,
 //! as in NSPR. Creation is atomic: the size is fixed when the name appears.
+//!
+//! A mapping created for an `init` is created with an empty DACL, which
+//! grants nobody anything: the creator's own handle keeps the access it was
+//! created with, and every `OpenFileMappingW` fails with access denied.
+//! [`publish`] then gives it the DACL it would have had (the token's
+//! default). Openers that are denied wait (at most [`INIT_GRACE`]) for that.
+//! If `init` fails or its creator dies, the creator's handle was the only
+//! one, so the mapping is gone with it.
 
 use std::ffi::c_void;
 use std::ptr;
 
 use windows_sys::Win32::Foundation::{
-  CloseHandle, GetLastError, ERROR_ALREADY_EXISTS, HANDLE, INVALID_HANDLE_VALUE,
+  CloseHandle, GetLastError, ERROR_ACCESS_DENIED, ERROR_ALREADY_EXISTS, ERROR_FILE_NOT_FOUND,
+  HANDLE, INVALID_HANDLE_VALUE,
+};
+use windows_sys::Win32::Security::{
+  GetTokenInformation, InitializeAcl, InitializeSecurityDescriptor, SetKernelObjectSecurity,
+  SetSecurityDescriptorDacl, TokenDefaultDacl, ACL, ACL_REVISION, DACL_SECURITY_INFORMATION,
+  SECURITY_ATTRIBUTES, SECURITY_DESCRIPTOR, TOKEN_DEFAULT_DACL, TOKEN_QUERY,
 };
 use windows_sys::Win32::System::Memory::{
   CreateFileMappingW, MapViewOfFile, OpenFileMappingW, UnmapViewOfFile, VirtualQuery,
@@ -15,6 +29,8 @@ use windows_sys::Win32::System::Memory::{
   MEMORY_MAPPED_VIEW_ADDRESS, PAGE_READWRITE, SEC_COMMIT,
 };
 
+use super::gate::{poll_until, Initializing, INIT_GRACE};
+use super::CreateOptions;
 use crate::error::{windows_error, Result};
 use crate::mapping::Access;
 
@@ -43,7 +59,8 @@ fn last_error(syscall: &'static str) -> crate::error::Error {
   windows_error(unsafe { GetLastError() }, syscall)
 }
 
-/// Opens an existing mapping (OpenFileMappingW).
+/// Opens an existing mapping (OpenFileMappingW); one created for an `init`
+/// only once that `init` has returned.
 pub(crate) fn open(os_name: &str, read_only: bool) -> Result<Handle> {
   let access = if read_only {
     FILE_MAP_READ
@@ -51,24 +68,74 @@ pub(crate) fn open(os_name: &str, read_only: bool) -> Result<Handle> {
     FILE_MAP_READ | FILE_MAP_WRITE
   };
   let name = wide(os_name);
-  // SAFETY: `name` is NUL-terminated and outlives the call.
-  let handle = unsafe { OpenFileMappingW(access, 0, name.as_ptr()) };
-  if handle.is_null() {
-    return Err(last_error("OpenFileMappingW"));
+  let try_open = || {
+    // SAFETY: `name` is NUL-terminated and outlives the call.
+    let handle = unsafe { OpenFileMappingW(access, 0, name.as_ptr()) };
+    if handle.is_null() {
+      // SAFETY: reads this thread's last-error value, set by the call above.
+      Err(unsafe { GetLastError() })
+    } else {
+      Ok(Handle(handle))
+    }
+  };
+  match try_open() {
+    Ok(handle) => Ok(handle),
+    Err(ERROR_ACCESS_DENIED) if Initializing::contains(os_name) => {
+      // This process's own `init` opening its name: not published yet.
+      Err(windows_error(ERROR_FILE_NOT_FOUND, "OpenFileMappingW"))
+    }
+    // Denied: maybe an `init` still runs. It cannot be told apart from a
+    // mapping this user may not open, which answers so after the grace.
+    Err(ERROR_ACCESS_DENIED) => poll_until(INIT_GRACE, || match try_open() {
+      Err(ERROR_ACCESS_DENIED) => None,
+      other => Some(other),
+    })
+    .unwrap_or(Err(ERROR_ACCESS_DENIED))
+    .map_err(|code| windows_error(code, "OpenFileMappingW")),
+    Err(code) => Err(windows_error(code, "OpenFileMappingW")),
   }
-  Ok(Handle(handle))
+}
+
+/// A created mapping; with `for_init`, still closed to every other opener
+/// until [`publish`].
+#[derive(Debug)]
+pub(crate) struct Unnamed {
+  handle: Handle,
+  _initializing: Option<Initializing>,
+}
+
+impl Unnamed {
+  /// The creator's handle (full access).
+  pub(crate) fn handle(&self) -> &Handle {
+    &self.handle
+  }
+
+  /// The handle of the published mapping.
+  pub(crate) fn into_handle(self) -> Handle {
+    self.handle
+  }
 }
 
 /// Creates a mapping of `size` zero bytes. `SEC_COMMIT` charges the whole
 /// size against the commit limit now, so `reserve` is always on here; `mode`
-/// has no Windows meaning (the default DACL applies).
-pub(crate) fn create(os_name: &str, size: u64, _mode: u32, _reserve: bool) -> Result<Handle> {
+/// has no Windows meaning (the default DACL applies). With `for_init`, the
+/// mapping starts with an empty DACL (see the module notes).
+pub(crate) fn create_unnamed(os_name: &str, size: u64, options: &CreateOptions) -> Result<Unnamed> {
   let name = wide(os_name);
-  // SAFETY: no security attributes; `name` is NUL-terminated and outlives the call.
+  let initializing = options.for_init.then(|| Initializing::new(os_name));
+  let mut descriptor = SecurityDescriptor::new();
+  let closed = if options.for_init {
+    descriptor.deny_all()?;
+    descriptor.attributes()
+  } else {
+    ptr::null()
+  };
+  // SAFETY: `closed` is null or points into `descriptor`, alive for the
+  // call; `name` is NUL-terminated and outlives it.
   let handle = unsafe {
     CreateFileMappingW(
       INVALID_HANDLE_VALUE,
-      ptr::null(),
+      closed,
       PAGE_READWRITE | SEC_COMMIT,
       (size >> 32) as u32,
       size as u32,
@@ -83,7 +150,132 @@ pub(crate) fn create(os_name: &str, size: u64, _mode: u32, _reserve: bool) -> Re
     drop(Handle(handle));
     return Err(windows_error(ERROR_ALREADY_EXISTS, "CreateFileMappingW"));
   }
-  Ok(Handle(handle))
+  Ok(Unnamed {
+    handle: Handle(handle),
+    _initializing: initializing,
+  })
+}
+
+/// Opens a mapping made for an `init` to the users the token's default DACL
+/// admits, as if it had been created with no security attributes.
+pub(crate) fn publish(unnamed: &Unnamed, _os_name: &str) -> Result<()> {
+  if unnamed._initializing.is_none() {
+    return Ok(());
+  }
+  let default_dacl = DefaultDacl::of_this_process()?;
+  let mut descriptor = SecurityDescriptor::new();
+  descriptor.set_dacl(default_dacl.acl())?;
+  // SAFETY: a live handle created with full access (WRITE_DAC included);
+  // the descriptor and the ACL it points to outlive the call.
+  let ok = unsafe {
+    SetKernelObjectSecurity(
+      unnamed.handle.0,
+      DACL_SECURITY_INFORMATION,
+      descriptor.as_ptr(),
+    )
+  };
+  if ok == 0 {
+    return Err(last_error("SetKernelObjectSecurity"));
+  }
+  Ok(())
+}
+
+/// An absolute security descriptor and the attributes pointing at it.
+struct SecurityDescriptor {
+  descriptor: Box<SECURITY_DESCRIPTOR>,
+  empty: Box<ACL>,
+  attributes: SECURITY_ATTRIBUTES,
+}
+
+impl SecurityDescriptor {
+  fn new() -> SecurityDescriptor {
+    SecurityDescriptor {
+      descriptor: Box::default(),
+      empty: Box::default(),
+      attributes: SECURITY_ATTRIBUTES {
+        nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
+        lpSecurityDescriptor: ptr::null_mut(),
+        bInheritHandle: 0,
+      },
+    }
+  }
+
+  fn as_ptr(&mut self) -> *mut c_void {
+    ptr::addr_of_mut!(*self.descriptor).cast()
+  }
+
+  /// Makes the DACL `acl` (a present DACL: an empty one denies everyone).
+  fn set_dacl(&mut self, acl: *const ACL) -> Result<()> {
+    const SECURITY_DESCRIPTOR_REVISION: u32 = 1;
+    let descriptor = self.as_ptr();
+    // SAFETY: `descriptor` is a writable SECURITY_DESCRIPTOR; `acl` is a
+    // valid ACL the caller keeps alive as long as the descriptor is used.
+    unsafe {
+      if InitializeSecurityDescriptor(descriptor, SECURITY_DESCRIPTOR_REVISION) == 0 {
+        return Err(last_error("InitializeSecurityDescriptor"));
+      }
+      if SetSecurityDescriptorDacl(descriptor, 1, acl, 0) == 0 {
+        return Err(last_error("SetSecurityDescriptorDacl"));
+      }
+    }
+    Ok(())
+  }
+
+  /// A DACL with no entries: nobody may open the object.
+  fn deny_all(&mut self) -> Result<()> {
+    let empty = ptr::addr_of_mut!(*self.empty);
+    // SAFETY: `empty` is a writable ACL header of the size given.
+    if unsafe { InitializeAcl(empty, std::mem::size_of::<ACL>() as u32, ACL_REVISION) } == 0 {
+      return Err(last_error("InitializeAcl"));
+    }
+    self.set_dacl(empty)
+  }
+
+  /// Attributes naming this descriptor, for a create call.
+  fn attributes(&mut self) -> *const SECURITY_ATTRIBUTES {
+    self.attributes.lpSecurityDescriptor = self.as_ptr();
+    &self.attributes
+  }
+}
+
+/// The default DACL of this process's token (`TokenDefaultDacl`).
+struct DefaultDacl {
+  /// A `TOKEN_DEFAULT_DACL` followed by the ACL it points to; u64s for alignment.
+  buffer: Vec<u64>,
+}
+
+impl DefaultDacl {
+  fn of_this_process() -> Result<DefaultDacl> {
+    let mut token = ptr::null_mut();
+    // SAFETY: the pseudo-handle of this process; `token` is a valid out-pointer.
+    if unsafe { OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &mut token) } == 0 {
+      return Err(last_error("OpenProcessToken"));
+    }
+    let token = Handle(token);
+    let mut needed = 0u32;
+    // SAFETY: asking for the size only (null buffer of length 0).
+    unsafe { GetTokenInformation(token.0, TokenDefaultDacl, ptr::null_mut(), 0, &mut needed) };
+    let mut buffer = vec![0u64; (needed as usize).div_ceil(8).max(1)];
+    // SAFETY: `buffer` holds at least `needed` writable bytes.
+    let ok = unsafe {
+      GetTokenInformation(
+        token.0,
+        TokenDefaultDacl,
+        buffer.as_mut_ptr().cast(),
+        (buffer.len() * 8) as u32,
+        &mut needed,
+      )
+    };
+    if ok == 0 {
+      return Err(last_error("GetTokenInformation"));
+    }
+    Ok(DefaultDacl { buffer })
+  }
+
+  fn acl(&self) -> *const ACL {
+    // SAFETY: the buffer starts with the TOKEN_DEFAULT_DACL the OS wrote.
+    unsafe { (*self.buffer.as_ptr().cast::<TOKEN_DEFAULT_DACL>()).DefaultDacl }
+  }
 }
 
 /// The mapping's size, rounded up to whole pages: Windows documents no call
@@ -153,8 +345,9 @@ use windows_sys::Win32::Foundation::{
   ERROR_INVALID_PARAMETER, ERROR_TIMEOUT, FILETIME, STILL_ACTIVE,
 };
 use windows_sys::Win32::System::Threading::{
-  GetCurrentThread, GetCurrentThreadId, GetExitCodeThread, GetThreadTimes, OpenThread,
-  WaitOnAddress, WakeByAddressAll, WakeByAddressSingle, THREAD_QUERY_LIMITED_INFORMATION,
+  GetCurrentProcess, GetCurrentThread, GetCurrentThreadId, GetExitCodeThread, GetThreadTimes,
+  OpenProcessToken, OpenThread, WaitOnAddress, WakeByAddressAll, WakeByAddressSingle,
+  THREAD_QUERY_LIMITED_INFORMATION,
 };
 
 use super::{Liveness, Wake};
