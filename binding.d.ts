@@ -11,11 +11,6 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 
 /** One end of a channel (the object behind `Channel`). */
 export declare class NativeChannel {
-  /**
-   * Writes a new channel's header into `view`, a fresh attachment of a
-   * segment just created.
-   */
-  static create(view: Uint8Array, capacity: number, maxMessage: number): NativeChannel
   /** The channel in `view`, an attachment of an existing segment. */
   static attach(view: Uint8Array): NativeChannel
   /** Bytes in the data area. */
@@ -86,6 +81,12 @@ export declare class NativeSegment {
 
 /** Ends a pending `waitAsync` or `lockAsync`; its outcome becomes `cancelled`. */
 export declare function cancelWait(id: number): void
+
+/**
+ * Writes a new channel's header into `view`, the segment being created
+ * (`open`'s `init`, before the name is published).
+ */
+export declare function channelInit(view: Uint8Array, capacity: number, maxMessage: number): void
 
 /** The numbers of the channel layout (docs/channel-layout.md). */
 export declare function channelLayout(): ChannelLayout

@@ -838,6 +838,7 @@ module.exports = nativeBinding
 module.exports.NativeChannel = nativeBinding.NativeChannel
 module.exports.NativeSegment = nativeBinding.NativeSegment
 module.exports.cancelWait = nativeBinding.cancelWait
+module.exports.channelInit = nativeBinding.channelInit
 module.exports.channelLayout = nativeBinding.channelLayout
 module.exports.channelMaxMessage = nativeBinding.channelMaxMessage
 module.exports.checkMutex = nativeBinding.checkMutex

@@ -3,7 +3,7 @@
 // core (crates/core/src/channel); this file validates, opens the segment,
 // and reads each message where the binding says it lies.
 
-import { NativeChannel, channelLayout, channelMaxMessage } from '../binding'
+import { NativeChannel, channelInit, channelLayout, channelMaxMessage } from '../binding'
 import { illegalConstructor, invalidArgType, invalidArgValue, invalidThis, libraryError, outOfRange } from './errors'
 import { SharedMemory } from './shared-memory'
 import { waitAsync } from './sync'
@@ -163,11 +163,12 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
       maxMessage = channelMaxMessage(capacity)
     }
     let shm: SharedMemory
-    let created = false
     if (create) {
+      // The header is written before the name is published: no opener ever
+      // sees a segment that is not yet a channel.
+      const init = (view: Buffer): void => channelInit(view, capacity, maxMessage)
       try {
-        shm = SharedMemory.open(name, LAYOUT.headerBytes + capacity, { create: true, exclusive: true, mode })
-        created = true
+        shm = SharedMemory.open(name, LAYOUT.headerBytes + capacity, { create: true, exclusive: true, mode, init })
       } catch (error) {
         if ((error as { code?: unknown }).code !== 'EEXIST') throw error
         shm = SharedMemory.open(name, 0)
@@ -177,11 +178,9 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
     }
     try {
       const view = shm.attach()
-      const native = created ? NativeChannel.create(view, capacity, maxMessage) : NativeChannel.attach(view)
-      return new Channel(construct, name, shm, view, native, spin)
+      return new Channel(construct, name, shm, view, NativeChannel.attach(view), spin)
     } catch (error) {
       shm.close()
-      if (created) SharedMemory.delete(name)
       throw error
     }
   }

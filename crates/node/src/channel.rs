@@ -13,7 +13,6 @@ use napi_derive::napi;
 use named_shm_core::channel::{layout, Channel, Geometry, Received, Sent, Side};
 
 use crate::errors::{throw_code, throw_core, Kind, NOT_ATTACHED};
-use crate::views;
 use crate::words::timeout;
 
 /// `receive` found nothing within the timeout.
@@ -69,16 +68,14 @@ fn mapping_of(
   env: &Env,
   view: &Uint8ArraySlice<'_>,
 ) -> napi::Result<std::sync::Arc<named_shm_core::Mapping>> {
-  views::find(view.as_ptr() as usize, view.len().max(1))
-    .map(|(mapping, _)| mapping)
-    .ok_or_else(|| {
-      throw_code(
-        env,
-        Kind::Error,
-        NOT_ATTACHED,
-        "The view does not lie in an attached segment",
-      )
-    })
+  named_shm_core::Mapping::containing(view.as_ptr() as usize, view.len().max(1)).ok_or_else(|| {
+    throw_code(
+      env,
+      Kind::Error,
+      NOT_ATTACHED,
+      "The view does not lie in an attached segment",
+    )
+  })
 }
 
 fn side(env: &Env, value: u32) -> napi::Result<Side> {
@@ -94,30 +91,29 @@ fn side(env: &Env, value: u32) -> napi::Result<Side> {
   }
 }
 
+/// Writes a new channel's header into `view`, the segment being created
+/// (`open`'s `init`, before the name is published).
+#[napi]
+pub fn channel_init(
+  env: Env,
+  view: Uint8ArraySlice<'_>,
+  capacity: f64,
+  max_message: f64,
+) -> napi::Result<()> {
+  let geometry = Geometry::new(capacity as usize, max_message as usize).map_err(|why| {
+    throw_code(
+      &env,
+      Kind::RangeError,
+      "ERR_OUT_OF_RANGE",
+      &format!("The channel's shape is out of range: {why}"),
+    )
+  })?;
+  let mapping = mapping_of(&env, &view)?;
+  Channel::initialize(&mapping, geometry).map_err(|e| throw_core(&env, &e))
+}
+
 #[napi]
 impl NativeChannel {
-  /// Writes a new channel's header into `view`, a fresh attachment of a
-  /// segment just created.
-  #[napi(factory)]
-  pub fn create(
-    env: Env,
-    view: Uint8ArraySlice<'_>,
-    capacity: f64,
-    max_message: f64,
-  ) -> napi::Result<Self> {
-    let geometry = Geometry::new(capacity as usize, max_message as usize).map_err(|why| {
-      throw_code(
-        &env,
-        Kind::RangeError,
-        "ERR_OUT_OF_RANGE",
-        &format!("The channel's shape is out of range: {why}"),
-      )
-    })?;
-    let mapping = mapping_of(&env, &view)?;
-    let channel = Channel::create(&mapping, geometry).map_err(|e| throw_core(&env, &e))?;
-    Ok(NativeChannel { channel })
-  }
-
   /// The channel in `view`, an attachment of an existing segment.
   #[napi(factory)]
   pub fn attach(env: Env, view: Uint8ArraySlice<'_>) -> napi::Result<Self> {

@@ -12,7 +12,9 @@ mod sync;
 mod views;
 mod words;
 
-pub use channel::{channel_layout, channel_max_message, ChannelLayout, NativeChannel};
+pub use channel::{
+  channel_init, channel_layout, channel_max_message, ChannelLayout, NativeChannel,
+};
 pub use hot::sync_calls;
 pub use segment::{delete_segment, os_name_of, NativeOpenOptions, NativeSegment};
 pub use sync::{

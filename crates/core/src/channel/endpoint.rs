@@ -17,8 +17,9 @@ use crate::os;
 use crate::sync::Spinner;
 
 /// How long [`Channel::attach`] waits for a creator that has made the
-/// segment but not yet written the header.
-const INIT_GRACE: Duration = Duration::from_millis(500);
+/// segment but not yet written the header. This library's creators write it
+/// before the name is published; another program may not be able to.
+const INIT_GRACE: Duration = Duration::from_millis(100);
 
 /// How a [`Channel::send`] ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,11 +130,12 @@ fn slice(left: Option<Duration>) -> Duration {
 
 impl Channel {
   /// Writes the header of a new channel into `mapping`, which a creator
-  /// just made (zero-filled, at least [`Geometry::segment_bytes`] long).
+  /// just made (zero-filled, at least [`Geometry::segment_bytes`] long),
+  /// before anyone else can open it.
   ///
   /// # Errors
   /// [`Error::InvalidArgument`] when the mapping is too small or unmapped.
-  pub fn create(mapping: &Arc<Mapping>, geometry: Geometry) -> Result<Channel> {
+  pub fn initialize(mapping: &Arc<Mapping>, geometry: Geometry) -> Result<()> {
     let pin = Channel::pin(mapping, geometry.segment_bytes())?;
     let header = header_of(&pin);
     header
@@ -148,11 +150,20 @@ impl Channel {
     header.version.store(VERSION, Ordering::Relaxed);
     // Last, with release: an opener that sees the magic sees the rest.
     header.magic.store(MAGIC, Ordering::Release);
-    Ok(Channel::new(pin, geometry))
+    Ok(())
+  }
+
+  /// [`Channel::initialize`], then [`Channel::attach`].
+  ///
+  /// # Errors
+  /// As those two.
+  pub fn create(mapping: &Arc<Mapping>, geometry: Geometry) -> Result<Channel> {
+    Channel::initialize(mapping, geometry)?;
+    Channel::attach(mapping)
   }
 
   /// The channel in `mapping`, checked: its magic, version and shape.
-  /// Waits up to half a second for a creator still writing the header.
+  /// Waits up to 100 ms for a creator still writing the header.
   ///
   /// # Errors
   /// [`Error::NotAChannel`] for a segment that holds no channel of this

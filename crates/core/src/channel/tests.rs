@@ -21,7 +21,7 @@ fn mappings(tag: &str, bytes: usize, count: usize) -> Vec<Arc<Mapping>> {
   let segment = Segment::open(&name, bytes as u64, &options).unwrap();
   Segment::delete(&name).unwrap();
   (0..count)
-    .map(|_| Arc::new(segment.map(Access::ReadWrite).unwrap()))
+    .map(|_| segment.map(Access::ReadWrite).unwrap())
     .collect()
 }
 
