@@ -2,10 +2,12 @@
 // ring, four senders at once, senders and receivers killed mid-stream, the
 // end of the stream, and the codes of every misuse.
 
+import { join } from 'node:path'
+
 import test from 'ava'
 
 import { Channel, SharedMemory } from '../index'
-import { deleteAtEnd, runFixture, uniqueName } from './helpers'
+import { deleteAtEnd, runFixture, runNode, uniqueName } from './helpers'
 import { startFixture } from './sync-helpers'
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -228,4 +230,11 @@ test.serial('bad sizes, closed handles, foreign segments and bad options give co
   t.throws(() => channel.receive(0), { code: 'ERR_SHM_CLOSED' })
   t.throws(() => Channel.prototype.send.call({}, 'x'), { code: 'ERR_INVALID_THIS' })
   t.throws(() => new (Channel as unknown as new () => Channel)(), { code: 'ERR_ILLEGAL_CONSTRUCTOR' })
+})
+
+test.serial('a Python receiver (examples/channel-python) gets every message of a Node producer, in order', async (t) => {
+  const result = await runNode([join(__dirname, '..', 'examples', 'channel-python', 'producer.js')])
+  t.is(result.code, 0, result.stderr)
+  t.regex(result.stdout, /^message 0 from node\nmessage 1 from node/)
+  t.regex(result.stdout, /message 4999 from node\nreceived 5000\n$/)
 })
