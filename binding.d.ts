@@ -9,37 +9,6 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
-/** One end of a channel (the object behind `Channel`). */
-export declare class NativeChannel {
-  /** The channel in `view`, an attachment of an existing segment. */
-  static attach(view: Uint8Array): NativeChannel
-  /** Bytes in the data area. */
-  get capacity(): number
-  /** The largest payload. */
-  get maxMessage(): number
-  /**
-   * Copies `data` in as one message: 0 when sent, 2 when the ring stayed
-   * full for `timeoutMs`. With `check`, a full ring asks at once whether
-   * the receiver lives.
-   */
-  send(data: Uint8Array, timeoutMs: number, spin: boolean, check: boolean): number
-  /**
-   * The next message: the offset of its payload in the view (its length is
-   * the u32 8 bytes before), -1 when timed out, -2 at the end.
-   */
-  receive(timeoutMs: number, spin: boolean, check: boolean): number
-  /**
-   * Counts in a wait off this thread on `side` (0 receiver, 1 sender, for
-   * a message of `len` bytes): the value to wait for the sequence word to
-   * leave, or -1 when there is something to do already.
-   */
-  beginWait(sideCode: number, len: number): number
-  /** Counts out a wait that `beginWait` counted in. */
-  endWait(sideCode: number): void
-  /** Leaves the channel and wakes whoever sleeps on it. */
-  close(): void
-}
-
 /** An open named segment (the object behind `SharedMemory`). */
 export declare class NativeSegment {
   /**
@@ -81,6 +50,9 @@ export declare class NativeSegment {
 
 /** Ends a pending `waitAsync` or `lockAsync`; its outcome becomes `cancelled`. */
 export declare function cancelWait(id: number): void
+
+/** The channel calls, as an object of plain functions. */
+export declare function channelCalls(): { attach(view: Uint8Array): object; capacity(channel: object): number; maxMessage(channel: object): number; send(channel: object, data: Uint8Array, timeoutMs: number, spin: boolean, check: boolean): number; receive(channel: object, timeoutMs: number, spin: boolean, check: boolean): number; beginWait(channel: object, side: number, length: number): number | undefined; endWait(channel: object, side: number): void; close(channel: object): void }
 
 /**
  * Writes a new channel's header into `view`, the segment being created

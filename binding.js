@@ -835,9 +835,9 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
-module.exports.NativeChannel = nativeBinding.NativeChannel
 module.exports.NativeSegment = nativeBinding.NativeSegment
 module.exports.cancelWait = nativeBinding.cancelWait
+module.exports.channelCalls = nativeBinding.channelCalls
 module.exports.channelInit = nativeBinding.channelInit
 module.exports.channelLayout = nativeBinding.channelLayout
 module.exports.channelMaxMessage = nativeBinding.channelMaxMessage

@@ -6,6 +6,7 @@ import { join } from 'node:path'
 
 import test from 'ava'
 
+import { channelCalls } from '../binding'
 import { Channel, SharedMemory } from '../index'
 import { deleteAtEnd, runFixture, runNode, uniqueName } from './helpers'
 import { startFixture } from './sync-helpers'
@@ -229,6 +230,11 @@ test.serial('bad sizes, closed handles, foreign segments and bad options give co
   t.throws(() => channel.send('x'), { code: 'ERR_SHM_CLOSED' })
   t.throws(() => channel.receive(0), { code: 'ERR_SHM_CLOSED' })
   t.throws(() => Channel.prototype.send.call({}, 'x'), { code: 'ERR_INVALID_THIS' })
+  // The binding itself takes only the channels it made, and Uint8Arrays.
+  const calls = channelCalls()
+  t.throws(() => calls.send({}, new Uint8Array(1), 0, false, false), { code: 'ERR_INVALID_ARG_TYPE' })
+  t.throws(() => calls.receive(new Uint8Array(8), 0, false, false), { code: 'ERR_INVALID_ARG_TYPE' })
+  t.throws(() => calls.attach(new Uint8Array(600)), { code: 'ERR_SHM_NOT_ATTACHED' })
   t.throws(() => new (Channel as unknown as new () => Channel)(), { code: 'ERR_ILLEGAL_CONSTRUCTOR' })
 })
 

@@ -3,7 +3,7 @@
 // core (crates/core/src/channel); this file validates, opens the segment,
 // and reads each message where the binding says it lies.
 
-import { NativeChannel, channelInit, channelLayout, channelMaxMessage } from '../binding'
+import { channelCalls, channelInit, channelLayout, channelMaxMessage } from '../binding'
 import { illegalConstructor, invalidArgType, invalidArgValue, invalidThis, libraryError, outOfRange } from './errors'
 import { SharedMemory } from './shared-memory'
 import { waitAsync } from './sync'
@@ -43,11 +43,14 @@ export interface ChannelWaitOptions {
 }
 
 const LAYOUT = channelLayout()
+/** The per-message calls, as plain Node-API functions (crates/node/src/channel.rs). */
+const native = channelCalls()
+type NativeChannel = ReturnType<typeof native.attach>
 const RECEIVER = 0
 const SENDER = 1
-const TIMED_OUT = -1
-const ENDED = -2
-const READY = -1
+// What `receive` returns besides a payload offset (never below the header's 512).
+const TIMED_OUT = 0
+const ENDED = 1
 /** How long an async wait sleeps before it asks whether the peer still lives. */
 const LIVENESS_SLICE_MS = 50
 const DEFAULT_CAPACITY = 1 << 20
@@ -113,21 +116,21 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
   readonly #shm: SharedMemory
   readonly #view: Buffer
   readonly #words: Int32Array
-  readonly #native: NativeChannel
+  readonly #channel: NativeChannel
   readonly #spin: boolean
   #closed = false
 
   /** @internal Use {@link Channel.open}. */
-  constructor(token: typeof construct, name: string, shm: SharedMemory, view: Buffer, native: NativeChannel, spin: boolean) {
+  constructor(token: typeof construct, name: string, shm: SharedMemory, view: Buffer, channel: NativeChannel, spin: boolean) {
     if (token !== construct) throw illegalConstructor('use Channel.open() to open a channel')
     this.name = name
     this.#shm = shm
     this.#view = view
     this.#words = new Int32Array(view.buffer, view.byteOffset, LAYOUT.headerBytes >> 2)
-    this.#native = native
+    this.#channel = channel
     this.#spin = spin
-    this.capacity = native.capacity
-    this.maxMessage = native.maxMessage
+    this.capacity = native.capacity(channel)
+    this.maxMessage = native.maxMessage(channel)
   }
 
   /**
@@ -178,7 +181,7 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
     }
     try {
       const view = shm.attach()
-      return new Channel(construct, name, shm, view, NativeChannel.attach(view), spin)
+      return new Channel(construct, name, shm, view, native.attach(view), spin)
     } catch (error) {
       shm.close()
       throw error
@@ -208,7 +211,7 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
     const bytes = self.#bytes(data)
     const ms = validateTimeout(timeout, 'timeout')
     self.#throwIfClosed()
-    return self.#native.send(bytes, ms, self.#spin, false) === 0
+    return native.send(self.#channel, bytes, ms, self.#spin, false) === 0
   }
 
   /**
@@ -224,7 +227,7 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
     for (;;) {
       if (signal?.aborted) throw abortError(signal)
       self.#throwIfClosed()
-      if (self.#native.send(bytes, 0, false, check) === 0) return true
+      if (native.send(self.#channel, bytes, 0, false, check) === 0) return true
       const left = deadline - performance.now()
       if (left <= 0) return false
       // A sleep that ran its whole slice asks, next time, whether the receiver lives.
@@ -244,7 +247,7 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
   receive(timeout?: number): Buffer | null | undefined {
     const self = Channel.#of(this)
     const at = self.#receive(validateTimeout(timeout, 'timeout'))
-    return at < 0 ? Channel.#none(at) : self.#copy(at)
+    return at <= ENDED ? Channel.#none(at) : self.#copy(at)
   }
 
   /**
@@ -256,7 +259,7 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
   receiveView(timeout?: number): Buffer | null | undefined {
     const self = Channel.#of(this)
     const at = self.#receive(validateTimeout(timeout, 'timeout'))
-    return at < 0 ? Channel.#none(at) : self.#lend(at)
+    return at <= ENDED ? Channel.#none(at) : self.#lend(at)
   }
 
   /**
@@ -271,8 +274,8 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
     for (;;) {
       if (signal?.aborted) throw abortError(signal)
       self.#throwIfClosed()
-      const at = self.#native.receive(0, false, check)
-      if (at >= 0) return self.#copy(at)
+      const at = native.receive(self.#channel, 0, false, check)
+      if (at > ENDED) return self.#copy(at)
       if (at === ENDED) return null
       const left = deadline - performance.now()
       if (left <= 0) return undefined
@@ -301,7 +304,7 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
     const self = Channel.#of(this)
     if (self.#closed) return
     self.#closed = true
-    self.#native.close()
+    native.close(self.#channel)
     self.#shm.close()
   }
 
@@ -323,7 +326,7 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
 
   #receive(timeout: number): number {
     this.#throwIfClosed()
-    return this.#native.receive(timeout, this.#spin, false)
+    return native.receive(this.#channel, timeout, this.#spin, false)
   }
 
   #copy(at: number): Buffer {
@@ -342,8 +345,8 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
 
   /** Waits off the event loop until the other side may have moved, at most one liveness slice. */
   async #sleep(side: number, length: number, left: number, signal: AbortSignal | undefined): Promise<string> {
-    const seq = this.#native.beginWait(side, length)
-    if (seq === READY) return 'ok'
+    const seq = native.beginWait(this.#channel, side, length)
+    if (seq === undefined) return 'ok'
     const index = side === RECEIVER ? LAYOUT.dataSeqIndex : LAYOUT.spaceSeqIndex
     try {
       return await waitAsync(this.#words, index, seq | 0, Math.min(left, LIVENESS_SLICE_MS), { signal, ref: true })
@@ -351,7 +354,7 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
       if (this.#closed) this.#throwIfClosed()
       throw error
     } finally {
-      this.#native.endWait(side)
+      native.endWait(this.#channel, side)
     }
   }
 
@@ -366,7 +369,7 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
   }
 
   static #of(self: unknown): Channel {
-    if (typeof self !== 'object' || self === null || !(#native in self)) throw invalidThis('Channel')
+    if (typeof self !== 'object' || self === null || !(#channel in self)) throw invalidThis('Channel')
     return self as Channel
   }
 }

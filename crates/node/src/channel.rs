@@ -1,32 +1,47 @@
-//! `NativeChannel`: the binding of `named_shm_core::channel::Channel`. The
-//! facade (src/channel.ts) opens the segment and attaches one view; this
-//! end finds that view's mapping and pins it, so its memory stays mapped
-//! for as long as this object lives, whatever JavaScript detaches.
+//! The binding of `named_shm_core::channel::Channel`. The facade
+//! (src/channel.ts) opens the segment and attaches one view; `attach` finds
+//! that view's mapping and pins it, so its memory stays mapped for as long
+//! as the channel lives, whatever JavaScript detaches.
 //!
-//! Receiving hands back where the message lies in that view; the facade
-//! reads its length from the record header and copies or slices it there.
+//! `send` and `receive` run once per message, so, as in hot.rs, the calls
+//! are plain Node-API callbacks (`channelCalls()`), and a channel is an
+//! external of ours, type-tagged, that each call unwraps. Receiving hands
+//! back where the message lies in the view; the facade reads its length
+//! from the record header and copies or slices it there.
+
+use std::cell::RefCell;
+use std::ffi::{c_void, CStr};
+use std::ptr;
+use std::sync::Arc;
 
 use napi::bindgen_prelude::Uint8ArraySlice;
-use napi::Env;
+use napi::{sys, Env};
 use napi_derive::napi;
 
 use named_shm_core::channel::{layout, Channel, Geometry, Received, Sent, Side};
+use named_shm_core::Mapping;
 
-use crate::errors::{throw_code, throw_core, Kind, NOT_ATTACHED};
+use crate::errors::{check, throw_code, throw_core, Kind, NOT_ATTACHED, OUT_OF_RANGE};
+use crate::hot::{args, boolean, number, respond, type_error, Callback};
 use crate::words::timeout;
 
-/// `receive` found nothing within the timeout.
-const TIMED_OUT: f64 = -1.0;
+/// `receive`: nothing within the timeout (a message's offset is never this small).
+const TIMED_OUT: u32 = 0;
 /// `receive`: every sender left and the ring is drained.
-const ENDED: f64 = -2.0;
-/// `beginWait`: no need to wait, look again.
-const READY: f64 = -1.0;
+const ENDED: u32 = 1;
+/// `send`: sent; the ring stayed full.
+const SENT: u32 = 0;
+const FULL: u32 = 2;
 
-/// One end of a channel (the object behind `Channel`).
-#[napi]
-pub struct NativeChannel {
-  channel: Channel,
-}
+/// Marks the externals that hold a channel, so no other external is taken
+/// for one.
+const TAG: sys::napi_type_tag = sys::napi_type_tag {
+  lower: 0x6e61_6d65_642d_7368,
+  upper: 0x6d2d_6368_616e_6e6c,
+};
+
+/// What each external owns: one end of a channel.
+type Cell = RefCell<Channel>;
 
 /// The channel layout's fixed numbers, for the facade.
 #[napi(object)]
@@ -64,11 +79,8 @@ pub fn channel_max_message(capacity: f64) -> f64 {
   Geometry::max_message_for(capacity as usize) as f64
 }
 
-fn mapping_of(
-  env: &Env,
-  view: &Uint8ArraySlice<'_>,
-) -> napi::Result<std::sync::Arc<named_shm_core::Mapping>> {
-  named_shm_core::Mapping::containing(view.as_ptr() as usize, view.len().max(1)).ok_or_else(|| {
+fn mapping_of(env: &Env, addr: usize, len: usize) -> napi::Result<Arc<Mapping>> {
+  Mapping::containing(addr, len.max(1)).ok_or_else(|| {
     throw_code(
       env,
       Kind::Error,
@@ -76,19 +88,6 @@ fn mapping_of(
       "The view does not lie in an attached segment",
     )
   })
-}
-
-fn side(env: &Env, value: u32) -> napi::Result<Side> {
-  match value {
-    0 => Ok(Side::Receiver),
-    1 => Ok(Side::Sender),
-    _ => Err(throw_code(
-      env,
-      Kind::RangeError,
-      "ERR_OUT_OF_RANGE",
-      "The value of \"side\" is out of range. It must be 0 or 1",
-    )),
-  }
 }
 
 /// Writes a new channel's header into `view`, the segment being created
@@ -104,108 +103,312 @@ pub fn channel_init(
     throw_code(
       &env,
       Kind::RangeError,
-      "ERR_OUT_OF_RANGE",
+      OUT_OF_RANGE,
       &format!("The channel's shape is out of range: {why}"),
     )
   })?;
-  let mapping = mapping_of(&env, &view)?;
+  let mapping = mapping_of(&env, view.as_ptr() as usize, view.len())?;
   Channel::initialize(&mapping, geometry).map_err(|e| throw_core(&env, &e))
 }
 
-#[napi]
-impl NativeChannel {
-  /// The channel in `view`, an attachment of an existing segment.
-  #[napi(factory)]
-  pub fn attach(env: Env, view: Uint8ArraySlice<'_>) -> napi::Result<Self> {
-    let mapping = mapping_of(&env, &view)?;
-    let channel = Channel::attach(&mapping).map_err(|e| throw_core(&env, &e))?;
-    Ok(NativeChannel { channel })
+/// The channel calls, as an object of plain functions.
+#[napi(
+  ts_return_type = "{ attach(view: Uint8Array): object; capacity(channel: object): number; maxMessage(channel: object): number; send(channel: object, data: Uint8Array, timeoutMs: number, spin: boolean, check: boolean): number; receive(channel: object, timeoutMs: number, spin: boolean, check: boolean): number; beginWait(channel: object, side: number, length: number): number | undefined; endWait(channel: object, side: number): void; close(channel: object): void }"
+)]
+pub fn channel_calls(env: Env) -> napi::Result<napi::bindgen_prelude::Object<'static>> {
+  let raw = env.raw();
+  let mut object = ptr::null_mut();
+  // SAFETY: live env of this call; `object` is a valid out-pointer.
+  check(unsafe { sys::napi_create_object(raw, &mut object) })?;
+  let calls: [(&CStr, Callback); 8] = [
+    (c"attach", attach_call),
+    (c"capacity", capacity_call),
+    (c"maxMessage", max_message_call),
+    (c"send", send_call),
+    (c"receive", receive_call),
+    (c"beginWait", begin_wait_call),
+    (c"endWait", end_wait_call),
+    (c"close", close_call),
+  ];
+  for (name, call) in calls {
+    let mut function = ptr::null_mut();
+    // SAFETY: `name` is NUL-terminated; `call` has the napi_callback ABI.
+    check(unsafe {
+      sys::napi_create_function(
+        raw,
+        name.as_ptr(),
+        name.to_bytes().len() as isize,
+        Some(call),
+        ptr::null_mut(),
+        &mut function,
+      )
+    })?;
+    // SAFETY: both values live in this env.
+    check(unsafe { sys::napi_set_named_property(raw, object, name.as_ptr(), function) })?;
   }
+  Ok(napi::bindgen_prelude::Object::from_raw(raw, object))
+}
 
-  /// Bytes in the data area.
-  #[napi(getter)]
-  pub fn capacity(&self) -> f64 {
-    self.channel.geometry().capacity as f64
+/// The bytes of a Uint8Array argument: `(address, length)`.
+fn bytes(env: &Env, value: sys::napi_value, what: &str) -> napi::Result<(*const u8, usize)> {
+  let mut is = false;
+  let mut kind = 0;
+  let mut length = 0;
+  let mut data = ptr::null_mut();
+  let mut arraybuffer = ptr::null_mut();
+  let mut offset = 0;
+  // SAFETY: `value` is an argument of the running call; the out-pointers are valid.
+  let ok = unsafe {
+    sys::napi_is_typedarray(env.raw(), value, &mut is) == sys::Status::napi_ok
+      && is
+      && sys::napi_get_typedarray_info(
+        env.raw(),
+        value,
+        &mut kind,
+        &mut length,
+        &mut data,
+        &mut arraybuffer,
+        &mut offset,
+      ) == sys::Status::napi_ok
+  };
+  if !ok || kind != sys::TypedarrayType::uint8_array {
+    return Err(type_error(env, what, "a Uint8Array"));
   }
+  // A detached or empty array may have no data pointer at all.
+  let data = if data.is_null() || length == 0 {
+    ptr::NonNull::<u8>::dangling().as_ptr()
+  } else {
+    data.cast()
+  };
+  Ok((data, length))
+}
 
-  /// The largest payload.
-  #[napi(getter)]
-  pub fn max_message(&self) -> f64 {
-    self.channel.geometry().max_message as f64
-  }
-
-  /// Copies `data` in as one message: 0 when sent, 2 when the ring stayed
-  /// full for `timeoutMs`. With `check`, a full ring asks at once whether
-  /// the receiver lives.
-  #[napi]
-  pub fn send(
-    &mut self,
-    env: Env,
-    data: Uint8ArraySlice<'_>,
-    timeout_ms: f64,
-    spin: bool,
-    check: bool,
-  ) -> napi::Result<u32> {
-    let timeout = timeout(&env, timeout_ms)?;
-    // SAFETY: the caller's array stays alive for this call.
-    let sent = unsafe {
-      self
-        .channel
-        .send(data.as_ptr(), data.len(), timeout, spin, check)
+/// The channel an argument holds.
+fn channel<'a>(env: &'a Env, value: sys::napi_value) -> napi::Result<&'a Cell> {
+  let mut tagged = false;
+  let mut data = ptr::null_mut();
+  // SAFETY: `value` is an argument of the running call. Only externals we
+  // made carry TAG, and they hold a `Box<Cell>` until their finalizer runs,
+  // which cannot happen while the value is an argument of this call.
+  unsafe {
+    if sys::napi_check_object_type_tag(env.raw(), value, &TAG, &mut tagged) == sys::Status::napi_ok
+      && tagged
+      && sys::napi_get_value_external(env.raw(), value, &mut data) == sys::Status::napi_ok
+      && !data.is_null()
+    {
+      return Ok(&*data.cast::<Cell>());
     }
-    .map_err(|e| throw_core(&env, &e))?;
-    Ok(match sent {
-      Sent::Sent => 0,
-      Sent::TimedOut => 2,
+  }
+  Err(type_error(env, "channel", "a channel from attach()"))
+}
+
+/// A channel that is busy in a call of this thread already (a re-entrant call).
+fn busy(env: &Env) -> napi::Error {
+  throw_code(
+    env,
+    Kind::Error,
+    "ERR_SHM_CHANNEL_BUSY",
+    "The channel is in use by a call that has not returned",
+  )
+}
+
+unsafe extern "C" fn finalize(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
+  // SAFETY: `data` is the `Box<Cell>` leaked in `attach_call`, finalized once.
+  drop(unsafe { Box::from_raw(data.cast::<Cell>()) });
+}
+
+/// `attach(view)`: the channel in `view`, an attachment of its segment.
+unsafe extern "C" fn attach_call(
+  raw: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
+  let env = Env::from_raw(raw);
+  let result = (|| -> napi::Result<sys::napi_value> {
+    let [view] = args::<1>(&env, info)?;
+    let (addr, len) = bytes(&env, view, "view")?;
+    let mapping = mapping_of(&env, addr as usize, len)?;
+    let channel = Channel::attach(&mapping).map_err(|e| throw_core(&env, &e))?;
+    let data = Box::into_raw(Box::new(RefCell::new(channel))).cast::<c_void>();
+    let mut external = ptr::null_mut();
+    // SAFETY: live env; `data` is ours until `finalize` takes it back.
+    let status = unsafe {
+      sys::napi_create_external(raw, data, Some(finalize), ptr::null_mut(), &mut external)
+    };
+    if status != sys::Status::napi_ok {
+      // SAFETY: not handed to Node: still ours to free.
+      drop(unsafe { Box::from_raw(data.cast::<Cell>()) });
+      check(status)?;
+    }
+    // SAFETY: `external` was just created in this env.
+    check(unsafe { sys::napi_type_tag_object(raw, external, &TAG) })?;
+    Ok(external)
+  })();
+  match result {
+    Ok(value) => value,
+    Err(error) => {
+      // SAFETY: the env of this call.
+      unsafe { respond(raw, |_| Err(error)) }
+    }
+  }
+}
+
+/// `capacity(channel)`: bytes of the ring.
+unsafe extern "C" fn capacity_call(
+  raw: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
+  // SAFETY: called by Node-API with the env of this call.
+  unsafe {
+    respond(raw, |env| {
+      let [value] = args::<1>(env, info)?;
+      let cell = channel(env, value)?;
+      let channel = cell.try_borrow().map_err(|_| busy(env))?;
+      Ok(Some(channel.geometry().capacity as u32))
     })
   }
+}
 
-  /// The next message: the offset of its payload in the view (its length is
-  /// the u32 8 bytes before), -1 when timed out, -2 at the end.
-  #[napi]
-  pub fn receive(
-    &mut self,
-    env: Env,
-    timeout_ms: f64,
-    spin: bool,
-    check: bool,
-  ) -> napi::Result<f64> {
-    let timeout = timeout(&env, timeout_ms)?;
-    let received = self
-      .channel
-      .receive(timeout, spin, check)
-      .map_err(|e| throw_core(&env, &e))?;
-    Ok(match received {
-      Received::Message(message) => (self.channel.data_offset() + message.offset) as f64,
-      Received::TimedOut => TIMED_OUT,
-      Received::Ended => ENDED,
+/// `maxMessage(channel)`: the largest payload.
+unsafe extern "C" fn max_message_call(
+  raw: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
+  // SAFETY: called by Node-API with the env of this call.
+  unsafe {
+    respond(raw, |env| {
+      let [value] = args::<1>(env, info)?;
+      let cell = channel(env, value)?;
+      let channel = cell.try_borrow().map_err(|_| busy(env))?;
+      Ok(Some(channel.geometry().max_message as u32))
     })
   }
+}
 
-  /// Counts in a wait off this thread on `side` (0 receiver, 1 sender, for
-  /// a message of `len` bytes): the value to wait for the sequence word to
-  /// leave, or -1 when there is something to do already.
-  #[napi]
-  pub fn begin_wait(&self, env: Env, side_code: u32, len: f64) -> napi::Result<f64> {
-    let side = side(&env, side_code)?;
-    Ok(
-      self
-        .channel
-        .begin_wait(side, len as usize)
-        .map_or(READY, |(_, value)| f64::from(value)),
-    )
+/// `send(channel, data, timeoutMs, spin, check)`: 0 sent, 2 the ring stayed
+/// full for the timeout. With `check`, a full ring asks at once whether the
+/// receiver lives.
+unsafe extern "C" fn send_call(
+  raw: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
+  // SAFETY: called by Node-API with the env of this call.
+  unsafe {
+    respond(raw, |env| {
+      let [value, data, timeout_ms, spin, check] = args::<5>(env, info)?;
+      let cell = channel(env, value)?;
+      let (src, len) = bytes(env, data, "data")?;
+      let timeout = timeout(env, number(env, timeout_ms, "timeout")?)?;
+      let spin = boolean(env, spin, "spin")?;
+      let check = boolean(env, check, "check")?;
+      let mut channel = cell.try_borrow_mut().map_err(|_| busy(env))?;
+      // The caller's array is an argument: alive for this call (the
+      // enclosing unsafe block covers this call).
+      let sent = channel
+        .send(src, len, timeout, spin, check)
+        .map_err(|e| throw_core(env, &e))?;
+      Ok(Some(match sent {
+        Sent::Sent => SENT,
+        Sent::TimedOut => FULL,
+      }))
+    })
   }
+}
 
-  /// Counts out a wait that `beginWait` counted in.
-  #[napi]
-  pub fn end_wait(&self, env: Env, side_code: u32) -> napi::Result<()> {
-    self.channel.end_wait(side(&env, side_code)?);
-    Ok(())
+/// `receive(channel, timeoutMs, spin, check)`: the offset of the next
+/// message's payload in the view (its length is the u32 8 bytes before),
+/// 0 when timed out, 1 at the end.
+unsafe extern "C" fn receive_call(
+  raw: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
+  // SAFETY: called by Node-API with the env of this call.
+  unsafe {
+    respond(raw, |env| {
+      let [value, timeout_ms, spin, check] = args::<4>(env, info)?;
+      let cell = channel(env, value)?;
+      let timeout = timeout(env, number(env, timeout_ms, "timeout")?)?;
+      let spin = boolean(env, spin, "spin")?;
+      let check = boolean(env, check, "check")?;
+      let mut channel = cell.try_borrow_mut().map_err(|_| busy(env))?;
+      let received = channel
+        .receive(timeout, spin, check)
+        .map_err(|e| throw_core(env, &e))?;
+      Ok(Some(match received {
+        Received::Message(message) => (channel.data_offset() + message.offset) as u32,
+        Received::TimedOut => TIMED_OUT,
+        Received::Ended => ENDED,
+      }))
+    })
   }
+}
 
-  /// Leaves the channel and wakes whoever sleeps on it.
-  #[napi]
-  pub fn close(&mut self) {
-    self.channel.close();
+fn side(env: &Env, value: sys::napi_value) -> napi::Result<Side> {
+  match number(env, value, "side")? {
+    0.0 => Ok(Side::Receiver),
+    1.0 => Ok(Side::Sender),
+    _ => Err(throw_code(
+      env,
+      Kind::RangeError,
+      OUT_OF_RANGE,
+      "The value of \"side\" is out of range. It must be 0 or 1",
+    )),
+  }
+}
+
+/// `beginWait(channel, side, length)`: counts in a wait off this thread on
+/// `side` (0 receiver, 1 sender of `length` bytes); the value to wait for
+/// the sequence word to leave, or `undefined` when there is something to do
+/// already.
+unsafe extern "C" fn begin_wait_call(
+  raw: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
+  // SAFETY: called by Node-API with the env of this call.
+  unsafe {
+    respond(raw, |env| {
+      let [value, side_value, length] = args::<3>(env, info)?;
+      let cell = channel(env, value)?;
+      let side = side(env, side_value)?;
+      let length = number(env, length, "length")?;
+      let channel = cell.try_borrow().map_err(|_| busy(env))?;
+      Ok(
+        channel
+          .begin_wait(side, length as usize)
+          .map(|(_, seq)| seq),
+      )
+    })
+  }
+}
+
+/// `endWait(channel, side)`: counts out a wait that `beginWait` counted in.
+unsafe extern "C" fn end_wait_call(
+  raw: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
+  // SAFETY: called by Node-API with the env of this call.
+  unsafe {
+    respond(raw, |env| {
+      let [value, side_value] = args::<2>(env, info)?;
+      let cell = channel(env, value)?;
+      let side = side(env, side_value)?;
+      cell.try_borrow().map_err(|_| busy(env))?.end_wait(side);
+      Ok(None)
+    })
+  }
+}
+
+/// `close(channel)`: leaves the channel and wakes whoever sleeps on it.
+unsafe extern "C" fn close_call(
+  raw: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
+  // SAFETY: called by Node-API with the env of this call.
+  unsafe {
+    respond(raw, |env| {
+      let [value] = args::<1>(env, info)?;
+      let cell = channel(env, value)?;
+      cell.try_borrow_mut().map_err(|_| busy(env))?.close();
+      Ok(None)
+    })
   }
 }

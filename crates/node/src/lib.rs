@@ -13,7 +13,7 @@ mod views;
 mod words;
 
 pub use channel::{
-  channel_init, channel_layout, channel_max_message, ChannelLayout, NativeChannel,
+  channel_calls, channel_init, channel_layout, channel_max_message, ChannelLayout,
 };
 pub use hot::sync_calls;
 pub use segment::{delete_segment, os_name_of, NativeOpenOptions, NativeSegment};
