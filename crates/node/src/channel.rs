@@ -184,7 +184,7 @@ fn bytes(env: &Env, value: sys::napi_value, what: &str) -> napi::Result<(*const 
 }
 
 /// The channel an argument holds.
-fn channel<'a>(env: &'a Env, value: sys::napi_value) -> napi::Result<&'a Cell> {
+fn channel(env: &Env, value: sys::napi_value) -> napi::Result<&Cell> {
   let mut tagged = false;
   let mut data = ptr::null_mut();
   // SAFETY: `value` is an argument of the running call. Only externals we
