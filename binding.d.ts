@@ -22,6 +22,10 @@ export declare class NativeSegment {
   get osName(): string
   /** Bytes each attachment maps. */
   get size(): number
+  /** The user id that owns the segment; `null` on Windows or once closed. */
+  get owner(): number | null
+  /** The segment's permission bits; `null` on Windows or once closed. */
+  get mode(): number | null
   /** Whether the handle was opened read-only. */
   get readOnly(): boolean
   /** Whether the `open` call that made this handle created the segment. */
@@ -91,23 +95,68 @@ export declare function checkMutex(view: ArrayBufferView, byteOffset: number): v
 /** Removes the segment `name` (`PR_DeleteSharedMemory`). */
 export declare function deleteSegment(name: string, global: boolean): void
 
-/**
- * Registers `(id, outcome, detail)` as this thread's receiver of async
- * outcomes (called once per thread by the facade).
- */
-export declare function initSync(callback: (id: number, outcome: number, detail: string) => void): void
+/** The library's own error codes. Codes never change once released. */
+export declare const enum ErrorCode {
+  /** An argument or option has the wrong type. */
+  ERR_INVALID_ARG_TYPE = 'ERR_INVALID_ARG_TYPE',
+  /** Right type, unacceptable value (an unknown option key among them). */
+  ERR_INVALID_ARG_VALUE = 'ERR_INVALID_ARG_VALUE',
+  /** A method called on something that is not its class's instance. */
+  ERR_INVALID_THIS = 'ERR_INVALID_THIS',
+  /** `new SharedMemory()`: handles come from `SharedMemory.open()`. */
+  ERR_ILLEGAL_CONSTRUCTOR = 'ERR_ILLEGAL_CONSTRUCTOR',
+  /** A size, offset, index or timeout outside its range. */
+  ERR_OUT_OF_RANGE = 'ERR_OUT_OF_RANGE',
+  /** A call on a closed handle. */
+  ERR_SHM_CLOSED = 'ERR_SHM_CLOSED',
+  /** A view that is not a live attachment. */
+  ERR_SHM_NOT_ATTACHED = 'ERR_SHM_NOT_ATTACHED',
+  /** The segment is smaller than asked, or shrank under us. */
+  ERR_SHM_SIZE = 'ERR_SHM_SIZE',
+  /** A write or a mutex through something read-only. */
+  ERR_SHM_READ_ONLY = 'ERR_SHM_READ_ONLY',
+  /** Open-or-create found a segment another user owns. */
+  ERR_SHM_FOREIGN_OWNER = 'ERR_SHM_FOREIGN_OWNER',
+  /** The runtime forbids external buffers (Electron >= 21). */
+  ERR_SHM_EXTERNAL_BUFFERS = 'ERR_SHM_EXTERNAL_BUFFERS',
+  /** `init` detached or transferred its view. */
+  ERR_SHM_INIT_DETACHED = 'ERR_SHM_INIT_DETACHED',
+  /** `unlock()` by a thread that does not hold the mutex. */
+  ERR_SHM_NOT_OWNER = 'ERR_SHM_NOT_OWNER',
+  /** A blocking `lock()` by the thread that holds the mutex. */
+  ERR_SHM_DEADLOCK = 'ERR_SHM_DEADLOCK',
+  /** An async wait before `initSync()` on this thread (the facade's bug). */
+  ERR_SHM_SYNC_INIT = 'ERR_SHM_SYNC_INIT',
+  /** Node-API itself failed (the runtime's bug, or memory exhausted). */
+  ERR_SHM_NODE_API = 'ERR_SHM_NODE_API',
+  /** A segment that holds no channel of this layout. */
+  ERR_SHM_NOT_A_CHANNEL = 'ERR_SHM_NOT_A_CHANNEL',
+  /** A channel closed by its receiver. */
+  ERR_SHM_CHANNEL_CLOSED = 'ERR_SHM_CHANNEL_CLOSED',
+  /** A second receiver, a 33rd sender, or a channel call re-entered. */
+  ERR_SHM_CHANNEL_BUSY = 'ERR_SHM_CHANNEL_BUSY',
+  /** The other side of a channel died without closing. */
+  ERR_SHM_PEER_DIED = 'ERR_SHM_PEER_DIED',
+}
 
 /**
- * Whether this thread's pending async waits keep the event loop alive
- * (the facade turns it on while a `{ ref: true }` wait is pending).
+ * Registers `(id, outcome, detail)` as a receiver of async outcomes on this
+ * thread and returns its token, which the facade passes with each request
+ * (called once per copy of the facade per thread).
  */
-export declare function keepAlive(on: boolean): void
+export declare function initSync(callback: (id: number, outcome: SyncOutcome, code: string, message: string, errno: number, syscall: string) => void): number
+
+/**
+ * Whether the pending async waits of the receiver `token` keep the event
+ * loop alive (the facade turns it on while a `{ ref: true }` wait is pending).
+ */
+export declare function keepAlive(on: boolean, token: number): void
 
 /**
  * Starts a `lockAsync` for this thread: a pending id (> 0), or `-1 - code`
  * when it ends at once (`ok`, `owner-died`, or `timed-out` for a zero timeout).
  */
-export declare function lockMutexAsync(view: ArrayBufferView, byteOffset: number, timeoutMs: number): number
+export declare function lockMutexAsync(view: ArrayBufferView, byteOffset: number, timeoutMs: number, token: number): number
 
 /** What `NativeSegment.open` needs, already validated by the facade. */
 export interface NativeOpenOptions {
@@ -135,7 +184,33 @@ export declare function pendingWaits(): number
 export declare function syncCalls(): { wait(view: Int32Array, index: number, expected: number, timeoutMs: number, spin: boolean): number; notify(view: Int32Array, index: number, count: number): number; lock(view: ArrayBufferView, byteOffset: number, timeoutMs: number, spin: boolean): number; tryLock(view: ArrayBufferView, byteOffset: number): number; unlock(view: ArrayBufferView, byteOffset: number): void }
 
 /**
+ * The outcome of `wait`, `waitAsync`, `lock`, `lockAsync` and `tryLock`.
+ * The facade turns the first five into the strings users see.
+ */
+export declare const enum SyncOutcome {
+  /** `'ok'`: woken, changed, or locked. */
+  Ok = 0,
+  /** `'not-equal'`: the word did not hold the expected value. */
+  NotEqual = 1,
+  /** `'timed-out'`: the timeout passed. */
+  TimedOut = 2,
+  /** `'owner-died'`: locked, taken over from an owner that died. */
+  OwnerDied = 3,
+  /** `'busy'`: `tryLock` found the mutex held. */
+  Busy = 4,
+  /** An async wait's view was detached meanwhile. */
+  Detached = 5,
+  /** An async wait was cancelled (its signal aborted). */
+  Cancelled = 6,
+  /**
+   * An async wait failed with an error (its code, message, errno, syscall
+   * come along).
+   */
+  Failed = 7,
+}
+
+/**
  * Starts a `waitAsync`: a pending id (> 0), or `-1 - code` when it ends at
  * once (`not-equal`, or `timed-out` for a zero timeout).
  */
-export declare function waitWordAsync(view: Int32Array, index: number, expected: number, timeoutMs: number): number
+export declare function waitWordAsync(view: Int32Array, index: number, expected: number, timeoutMs: number, token: number): number

@@ -1,4 +1,4 @@
-// SPEC §1 attach and detach: zero-copy views, what detach accepts and refuses.
+// Attach and detach: zero-copy views, what detach accepts and refuses.
 
 import test from 'ava'
 

@@ -1,4 +1,4 @@
-// SPEC §1 copying access: read, readInto, write, their defaults and bounds.
+// Copying access: read, readInto, write, their defaults and bounds.
 
 import test from 'ava'
 

@@ -1,4 +1,4 @@
-// A process killed with SIGKILL while attached and writing (issue 3): the
+// A process killed with SIGKILL while attached and writing: the
 // others go on, and every record it finished is there (fixtures/crash-writer.mjs).
 
 import { spawn } from 'node:child_process'

@@ -1,5 +1,5 @@
 // Promises about other processes, tested with real processes: shared bytes
-// both ways, and Atomics that stay atomic across processes (SPEC §1, §5).
+// both ways, and Atomics that stay atomic across processes.
 
 import test from 'ava'
 

@@ -1,4 +1,4 @@
-// Bad input (issue 3): a fast-check run in a child process makes 10,000+
+// Bad input: a fast-check run in a child process makes 10,000+
 // random calls at every function and method. See fixtures/fuzz.mjs.
 
 import { readdirSync } from 'node:fs'

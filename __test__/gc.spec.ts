@@ -1,4 +1,4 @@
-// SPEC §1 and §4: no file descriptor or mapping leaks, whether views are
+// No file descriptor or mapping leaks, whether views are
 // detached by hand or handles and views are left to the garbage collector.
 //
 // The counts are per process, so every test here is serial. Each first runs

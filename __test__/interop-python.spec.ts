@@ -1,4 +1,4 @@
-// SPEC §2 interop: Python's multiprocessing.shared_memory finds our segments
+// Interop: Python's multiprocessing.shared_memory finds our segments
 // by the same name, and we find its.
 
 import { spawnSync } from 'node:child_process'

@@ -1,4 +1,4 @@
-// Leaks (issue 3): 100,000 open / attach / write / detach / close cycles in a
+// Leaks: 100,000 open / attach / write / detach / close cycles in a
 // child process (fixtures/leaks.mjs) leave its descriptors, mappings and RSS
 // where they started.
 

@@ -1,4 +1,4 @@
-// SPEC §1 lifecycle: create, exclusive, open, open-or-create, delete, reopen,
+// Lifecycle: create, exclusive, open, open-or-create, delete, reopen,
 // close, dispose, properties.
 
 import { existsSync, statSync } from 'node:fs'
@@ -270,7 +270,7 @@ test('names up to 255 UTF-8 bytes are used as they are', (t) => {
   }
 })
 
-test('names invalid per SPEC §2 are ERR_INVALID_ARG_VALUE everywhere a name is taken', (t) => {
+test('names that break the naming rules are ERR_INVALID_ARG_VALUE everywhere a name is taken', (t) => {
   const invalid = ['', '/', '.', '..', '/.', '/..', 'a\0b', 'n'.repeat(256), 'é'.repeat(128)]
   for (const name of invalid) {
     const expectation = { code: 'ERR_INVALID_ARG_VALUE', instanceOf: TypeError }

@@ -1,5 +1,5 @@
 // Resource limits surface as coded errors, in children that survive them
-// and clean up (issue 3; fixtures/limits.mjs).
+// and clean up (fixtures/limits.mjs).
 
 import { readdirSync } from 'node:fs'
 import { join } from 'node:path'

@@ -1,4 +1,4 @@
-// SPEC §1 NSPR-shaped functions: same behaviour as the class, NSPR's shape.
+// NSPR-shaped functions: same behaviour as the class, NSPR's shape.
 
 import { existsSync, readFileSync, statSync } from 'node:fs'
 

@@ -1,11 +1,11 @@
-// SPEC §1 open options: the size rules, mode (and the umask), readOnly, and
+// Open options: the size rules, mode (and the umask), readOnly, and
 // argument errors.
 
 import { existsSync, readFileSync, statSync } from 'node:fs'
 
 import test from 'ava'
 
-import { SharedMemory } from '../index'
+import { SharedMemory, SharedMutex, wait, waitAsync } from '../index'
 import { deleteAtEnd, runFixture, scratch, uniqueName } from './helpers'
 
 /** This process's umask, read without process.umask()'s deprecated getter. */
@@ -222,4 +222,24 @@ test('attach options of the wrong type are ERR_INVALID_ARG_TYPE', (t) => {
     t.throws(() => shm.attach(options as never), { code: 'ERR_INVALID_ARG_TYPE', instanceOf: TypeError })
   }
   t.throws(() => shm.attach({ readOnly: 'yes' as never }), { code: 'ERR_INVALID_ARG_TYPE' })
+})
+
+test('an unknown option key is ERR_INVALID_ARG_VALUE naming it, in every call that takes options', (t) => {
+  const name = uniqueName('unknown-option')
+  const unknown = (key: string) => ({ code: 'ERR_INVALID_ARG_VALUE', instanceOf: TypeError, message: new RegExp(`'options\\.${key}' is not a known option`) })
+  // The typo that used to open read-write.
+  t.throws(() => SharedMemory.open(name, 64, { create: true, readonly: true } as never), unknown('readonly'))
+  t.throws(() => SharedMemory.delete(name, { globl: true } as never), unknown('globl'))
+  t.throws(() => SharedMemory.osNameOf(name, { create: true } as never), unknown('create'))
+  t.throws(() => SharedMemory.open(name, 0), { code: 'ENOENT' }, 'nothing was created')
+  const shm = scratch(t, 64)
+  t.throws(() => shm.attach({ readonly: true } as never), unknown('readonly'))
+  const words = new Int32Array(shm.attach().buffer)
+  t.throws(() => wait(words, 0, 1, 0, { spinn: false } as never), unknown('spinn'))
+  t.throws(() => waitAsync(words, 0, 0, 10, { reff: true } as never), unknown('reff'))
+  t.throws(() => new SharedMutex(words, 8, { spin: true, timeout: 5 } as never), unknown('timeout'))
+  const mutex = new SharedMutex(words, 8)
+  t.throws(() => mutex.lockAsync(10, { signl: undefined } as never), unknown('signl'))
+  // Known keys with undefined values stay fine.
+  t.notThrows(() => shm.attach({ readOnly: undefined }))
 })

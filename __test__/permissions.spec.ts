@@ -1,4 +1,4 @@
-// Another user (issue 3): `nobody` against segments root made with mode
+// Another user: `nobody` against segments root made with mode
 // 0o600 and 0o644. The package is copied to a world-readable temporary
 // directory, since the checkout may sit where nobody cannot enter.
 
@@ -9,6 +9,7 @@ import { join } from 'node:path'
 
 import test, { type ExecutionContext } from 'ava'
 
+import { SharedMemory } from '../index'
 import { PACKAGE_ROOT, isRoot, jsonLines, runProcess, scratch } from './helpers'
 
 /** A copy of what the nobody child loads, removed when the test ends. */
@@ -94,4 +95,44 @@ test('nobody can open a 0o644 segment read-only and cannot change a single byte 
   t.true(shm.read().equals(pattern))
   t.true(view.equals(pattern))
   shm.detach(view)
+})
+
+test('a name another user took first: open-or-create refuses it with ERR_SHM_FOREIGN_OWNER; open without create shows its owner and mode', async (t) => {
+  if (!isRoot()) {
+    t.log('skipped: runuser -u nobody needs root (CI runs as root)')
+    t.pass()
+    return
+  }
+  const name = `named-shm-squat-${randomBytes(6).toString('hex')}`
+  t.teardown(() => rmSync(`/dev/shm/${name}`, { force: true }))
+  const squatter = await asNobody(t, 'squat', name)
+  t.is(squatter.squat, 'ok')
+  const nobodyUid = squatter.uid as number
+  const error = t.throws(() => SharedMemory.open(name, 4096, { create: true, mode: 0o600 }), { code: 'ERR_SHM_FOREIGN_OWNER' })
+  t.regex(error!.message, new RegExp(`belongs to another user \\(uid ${nobodyUid}, mode 0o666\\)`))
+  // Deliberate sharing still works, and says whose segment it is.
+  const shared = SharedMemory.open(name, 0)
+  t.teardown(() => shared.close())
+  t.is(shared.owner, nobodyUid)
+  t.is(shared.mode, 0o666)
+  t.is(shared.read(0, 8).toString(), 'squatted')
+  // Our own segments report us.
+  const own = scratch(t, 64, { mode: 0o640 })
+  t.is(own.owner, 0)
+  t.is(own.mode, statSync(`/dev/shm${own.osName}`).mode & 0o777)
+})
+
+test('a read-only create whose mode forbids reading fails with EACCES and leaves no name behind', async (t) => {
+  if (!isRoot()) {
+    t.log('skipped: runuser -u nobody needs root (CI runs as root)')
+    t.pass()
+    return
+  }
+  const name = `named-shm-unreadable-${randomBytes(6).toString('hex')}`
+  t.teardown(() => rmSync(`/dev/shm/${name}`, { force: true }))
+  const result = await asNobody(t, 'unreadable', name)
+  t.is(result.createReadOnly, 'EACCES')
+  t.false(result.leftBehind)
+  t.is(result.retry, 'ok')
+  t.is(result.cleanup, 'ok')
 })

@@ -3,7 +3,7 @@
 
 import test from 'ava'
 
-import { SharedMemory } from '../index'
+import { SharedMemory, SharedMutex } from '../index'
 import { scratch } from './helpers'
 
 const methods: Array<[string, (target: unknown) => unknown]> = [
@@ -36,4 +36,32 @@ test('new SharedMemory() throws ERR_ILLEGAL_CONSTRUCTOR', (t) => {
   const Constructor = SharedMemory as unknown as new (...args: unknown[]) => SharedMemory
   t.throws(() => new Constructor(), { code: 'ERR_ILLEGAL_CONSTRUCTOR', instanceOf: TypeError })
   t.throws(() => new Constructor(Symbol('construct'), 'x', {}), { code: 'ERR_ILLEGAL_CONSTRUCTOR' })
+})
+
+const mutexMethods: Array<[string, (target: unknown) => unknown]> = [
+  ['lock', (target) => SharedMutex.prototype.lock.call(target)],
+  ['lockAsync', (target) => SharedMutex.prototype.lockAsync.call(target)],
+  ['tryLock', (target) => SharedMutex.prototype.tryLock.call(target)],
+  ['unlock', (target) => SharedMutex.prototype.unlock.call(target)],
+]
+
+for (const [method, call] of mutexMethods) {
+  test(`SharedMutex ${method} on something that is not a SharedMutex throws ERR_INVALID_THIS`, (t) => {
+    for (const target of [{}, null, undefined, 42, Object.create(SharedMutex.prototype)]) {
+      const error = t.throws(() => call(target), { code: 'ERR_INVALID_THIS', instanceOf: TypeError })
+      t.is(error?.message, 'Value of "this" must be of type SharedMutex')
+    }
+  })
+}
+
+test('name, osName, size and readOnly cannot be assigned or redefined', (t) => {
+  const shm = scratch(t, 16)
+  const before = { name: shm.name, osName: shm.osName, size: shm.size, readOnly: shm.readOnly }
+  for (const key of Object.keys(before)) {
+    // A strict-mode assignment throws; Reflect.set says it failed.
+    t.false(Reflect.set(shm, key, 4096), key)
+    t.throws(() => Object.defineProperty(shm, key, { value: 1 }), { instanceOf: TypeError }, key)
+  }
+  t.deepEqual({ name: shm.name, osName: shm.osName, size: shm.size, readOnly: shm.readOnly }, before)
+  t.throws(() => shm.read(0, 17), { code: 'ERR_OUT_OF_RANGE' })
 })

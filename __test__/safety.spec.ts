@@ -1,4 +1,4 @@
-// SPEC §4 never crash: views die with detach and close, read-only views
+// Never crash: views die with detach and close, read-only views
 // cannot crash on write, and no other thread can keep our memory.
 
 import { once } from 'node:events'

@@ -1,4 +1,4 @@
-// SPEC §5 across real processes: wake-ups, ping-pong, waitAsync under a
+// Synchronization across real processes: wake-ups, ping-pong, waitAsync under a
 // saturated thread pool, exit with pending waits, a SharedMutex whose owner
 // is killed, exact counts under the mutex and under Atomics.
 

@@ -1,4 +1,4 @@
-// SPEC §5 within one process: outcomes, argument errors, abort, detach,
+// Synchronization within one process: outcomes, argument errors, abort, detach,
 // read-only views and the mutex's rules. Cross-process promises are in
 // sync-processes.spec.ts.
 

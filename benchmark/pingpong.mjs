@@ -1,4 +1,4 @@
-// Ping-pong round trips between two parties, side by side (issue 4):
+// Ping-pong round trips between two parties, side by side:
 // named-shm wait/notify between two Node processes (spin on and off), a C
 // futex ping-pong compiled here with gcc (the physical reference),
 // worker_threads Atomics.wait, a Unix socket and process.send.

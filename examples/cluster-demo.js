@@ -46,7 +46,7 @@ function check(words, slice, report) {
 }
 
 // ---------------------------------------------------------------------------
-// Synchronisation: cross-process wait/notify (SPEC §5) on words at the end of
+// Synchronisation: cross-process wait/notify on words at the end of
 // the report page. The primary raises PHASE and wakes the workers; each
 // worker counts itself done in DONE + phase and wakes the primary. Nobody
 // polls and nothing goes through the IPC channel.

@@ -4,7 +4,7 @@
 // and reads each message where the binding says it lies.
 
 import { channelCalls, channelInit, channelLayout, channelMaxMessage } from '../binding'
-import { illegalConstructor, invalidArgType, invalidArgValue, invalidThis, libraryError, outOfRange } from './errors'
+import { illegalConstructor, invalidArgType, invalidThis, libraryError, outOfRange } from './errors'
 import { SharedMemory } from './shared-memory'
 import { waitAsync } from './sync'
 import { booleanOption, bytesOf, validateInteger, validateOptions, validateString } from './validate'
@@ -56,14 +56,8 @@ const LIVENESS_SLICE_MS = 50
 const DEFAULT_CAPACITY = 1 << 20
 
 const construct = Symbol('construct')
-const OPTION_KEYS = new Set(['create', 'capacity', 'maxMessage', 'mode', 'spin'])
-const WAIT_KEYS = new Set(['timeout', 'signal'])
-
-function rejectUnknown(given: Record<string, unknown>, known: Set<string>, argument: string): void {
-  for (const key of Object.keys(given)) {
-    if (!known.has(key)) throw invalidArgValue(`${argument}.${key}`, 'is not a known option', given[key])
-  }
-}
+const OPTION_KEYS = ['create', 'capacity', 'maxMessage', 'mode', 'spin'] as const
+const WAIT_KEYS = ['timeout', 'signal'] as const
 
 function validateTimeout(value: unknown, argument: string): number {
   if (value === undefined) return Infinity
@@ -141,8 +135,7 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
    */
   static open(name: string, options?: ChannelOptions): Channel {
     validateString(name, 'name')
-    const given = validateOptions(options)
-    rejectUnknown(given, OPTION_KEYS, 'options')
+    const given = validateOptions(options, OPTION_KEYS)
     const create = booleanOption(given, 'create', false)
     const spin = booleanOption(given, 'spin', true)
     let mode = 0o600
@@ -363,8 +356,7 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
   }
 
   static #waitOptions(options: unknown): { timeout: number; signal: AbortSignal | undefined } {
-    const given = validateOptions(options)
-    rejectUnknown(given, WAIT_KEYS, 'options')
+    const given = validateOptions(options, WAIT_KEYS)
     return { timeout: validateTimeout(given.timeout, 'options.timeout'), signal: validateSignal(given.signal) }
   }
 

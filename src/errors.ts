@@ -1,25 +1,14 @@
-// Errors shaped like Node's own (SPEC §3): a `code` property, and messages
+// Errors shaped like Node's own: a `code` property, and messages
 // that name the argument.
 
-/** Every `code` this package throws, besides the errno names of OS errors. */
-export type LibraryErrorCode =
-  | 'ERR_INVALID_ARG_TYPE'
-  | 'ERR_INVALID_ARG_VALUE'
-  | 'ERR_INVALID_THIS'
-  | 'ERR_ILLEGAL_CONSTRUCTOR'
-  | 'ERR_OUT_OF_RANGE'
-  | 'ERR_SHM_CLOSED'
-  | 'ERR_SHM_NOT_ATTACHED'
-  | 'ERR_SHM_SIZE'
-  | 'ERR_SHM_READ_ONLY'
-  | 'ERR_SHM_EXTERNAL_BUFFERS'
-  | 'ERR_SHM_INIT_DETACHED'
-  | 'ERR_SHM_NOT_OWNER'
-  | 'ERR_SHM_DEADLOCK'
-  | 'ERR_SHM_NOT_A_CHANNEL'
-  | 'ERR_SHM_CHANNEL_CLOSED'
-  | 'ERR_SHM_CHANNEL_BUSY'
-  | 'ERR_SHM_PEER_DIED'
+import type { ErrorCode } from '../binding'
+
+/**
+ * Every `code` this package throws, besides the errno names of OS errors:
+ * the values of the binding's `ErrorCode` (crates/node/src/codes.rs), the
+ * one table both sides share.
+ */
+export type LibraryErrorCode = `${ErrorCode}`
 
 /** An error from this package: `code` always; `errno` and `syscall` when the OS refused. */
 export interface SharedMemoryError extends Error {

@@ -1,4 +1,4 @@
-// named-shm: named shared memory for Node.js, NSPR's API (SPEC.md).
+// named-shm: named shared memory for Node.js, NSPR's API.
 
 export { SharedMemory, MAX_SIZE } from './shared-memory'
 export type { OpenOptions, AttachOptions, NameOptions } from './shared-memory'

@@ -1,4 +1,4 @@
-// The SharedMemory class (SPEC §1): validates, then calls the binding.
+// The SharedMemory class: validates, then calls the binding.
 
 import { kMaxLength } from 'node:buffer'
 
@@ -25,16 +25,15 @@ export interface OpenOptions {
   readOnly?: boolean
   /**
    * When creating, reserve the memory now, so that a full `/dev/shm` fails here
-   * with `ENOSPC` instead of killing the process with SIGBUS on a later write.
-   * Default `true`.
+   * with `ENOSPC` instead of on a later write. Default `true`.
    *
    * With `false` (Linux), creating only sets the size and succeeds even beyond
    * the free space; each page is allocated when first written. If `/dev/shm`
-   * is full by then, the kernel sends SIGBUS to the process writing that page,
-   * through a view or `write()`, and it dies (JavaScript cannot catch it);
-   * other processes and pages already written are unaffected. Use it only for
-   * sparse segments. It matters on Linux only: Windows commits the whole size
-   * when creating, and macOS backs segments with ordinary virtual memory.
+   * is full by then, a write through a view to that page lands in a private
+   * zero page and is lost (the process is not killed), and `read()`/`write()`
+   * throw `ENOSPC`. Use it only for sparse segments. It matters on Linux only:
+   * Windows commits the whole size when creating, and macOS backs segments
+   * with ordinary virtual memory.
    */
   reserve?: boolean
   /** Windows: use the `Global\` namespace (every session). Ignored elsewhere. Default `false`. */
@@ -69,6 +68,9 @@ export interface NameOptions {
 }
 
 const construct = Symbol('construct')
+
+/** Every key of {@link OpenOptions}. */
+const OPEN_OPTIONS = ['create', 'exclusive', 'mode', 'readOnly', 'reserve', 'global', 'init'] as const
 
 const AsyncFunction = (async () => {}).constructor
 
@@ -106,7 +108,7 @@ function isThenable(value: unknown): boolean {
 
 /** The `global` option of a {@link NameOptions} argument. */
 function globalOption(options: unknown): boolean {
-  return booleanOption(validateOptions(options), 'global', false)
+  return booleanOption(validateOptions(options, ['global']), 'global', false)
 }
 
 /**
@@ -128,6 +130,13 @@ export class SharedMemory implements Disposable {
   /** Whether the handle was opened read-only. */
   readonly readOnly: boolean
   /**
+   * The user id that owns the segment, as it was at open; `null` on Windows.
+   * The owner can read, write and shrink a segment whatever its mode.
+   */
+  readonly owner: number | null
+  /** The segment's permission bits (`0o600`, ...) as they were at open; `null` on Windows. */
+  readonly mode: number | null
+  /**
    * Whether this `open` call created the segment (`true`) or opened one that
    * existed (`false`). Exclusive create is always `true`.
    */
@@ -142,7 +151,14 @@ export class SharedMemory implements Disposable {
     this.osName = native.osName
     this.size = native.size
     this.readOnly = native.readOnly
+    this.owner = native.owner ?? null
+    this.mode = native.mode ?? null
     this.created = native.created
+    // `readonly` binds TypeScript only: JavaScript could assign `size` and
+    // change what read() checks against.
+    for (const key of ['name', 'osName', 'size', 'readOnly', 'owner', 'mode', 'created'] as const) {
+      Object.defineProperty(this, key, { writable: false, configurable: false })
+    }
   }
 
   /**
@@ -156,7 +172,7 @@ export class SharedMemory implements Disposable {
   static open(name: string, size: number, options?: OpenOptions): SharedMemory {
     validateString(name, 'name')
     validateInteger(size, 'size')
-    const given = validateOptions(options)
+    const given = validateOptions(options, OPEN_OPTIONS)
     const create = booleanOption(given, 'create', false)
     const exclusive = booleanOption(given, 'exclusive', false)
     const readOnly = booleanOption(given, 'readOnly', false)
@@ -208,7 +224,7 @@ export class SharedMemory implements Disposable {
    */
   attach(options?: AttachOptions): Buffer {
     const native = SharedMemory.#of(this)
-    const given = validateOptions(options)
+    const given = validateOptions(options, ['readOnly'])
     const readOnly = booleanOption(given, 'readOnly', this.readOnly)
     SharedMemory.#throwIfClosed(native)
     if (this.size > kMaxLength) {

@@ -1,11 +1,11 @@
-// Cross-process synchronization (SPEC §5): Atomics.wait/notify that reach
+// Cross-process synchronization: Atomics.wait/notify that reach
 // every process attached to a segment, an async wait that never blocks the
 // event loop, and a mutex that survives its owner's death.
 
 import { types } from 'node:util'
 
-import { cancelWait, checkMutex, initSync, keepAlive, lockMutexAsync, syncCalls, waitWordAsync } from '../binding'
-import { invalidArgType, libraryError, outOfRange, type LibraryErrorCode } from './errors'
+import { SyncOutcome, cancelWait, checkMutex, initSync, keepAlive, lockMutexAsync, syncCalls, waitWordAsync } from '../binding'
+import { invalidArgType, invalidThis, libraryError, outOfRange, type LibraryErrorCode } from './errors'
 import { booleanOption, validateInteger, validateOptions } from './validate'
 
 /** How {@link wait} and {@link waitAsync} end, as `Atomics.wait` says it. */
@@ -46,12 +46,9 @@ export interface SharedMutexOptions {
 /** The synchronous calls, as plain Node-API functions (crates/node/src/hot.rs). */
 const native = syncCalls()
 
-// Outcome codes of the binding (crates/node/src/hot.rs, sync.rs).
+// What the binding's SyncOutcome codes (crates/node/src/outcome.rs, a const
+// enum in binding.d.ts) mean to users: OUTCOMES[SyncOutcome.Ok] is 'ok', ...
 const OUTCOMES = ['ok', 'not-equal', 'timed-out', 'owner-died', 'busy'] as const
-const OK = 0
-const OWNER_DIED = 3
-const DETACHED = 5
-const CANCELLED = 6
 
 type Outcome = (typeof OUTCOMES)[number]
 
@@ -69,21 +66,22 @@ const pending = new Map<number, Pending>()
  * still reports each of them once; a lock that it took meanwhile is released.
  */
 const abandoned = new Map<number, (() => void) | undefined>()
-let initialized = false
+/** This copy's receiver on the native side (`initSync`), once made. */
+let token: number | undefined
 /** Pending waits with `ref: true`; while any, the event loop stays alive. */
 let refs = 0
 
 function holdLoop(on: boolean): void {
   refs += on ? 1 : -1
-  if (refs === (on ? 1 : 0)) keepAlive(on)
+  if (refs === (on ? 1 : 0) && token !== undefined) keepAlive(on, token)
 }
 
-function settled(id: number, code: number, detail: string): void {
+function settled(id: number, code: SyncOutcome, errorCode: string, message: string, errno: number, syscall: string): void {
   const waiter = pending.get(id)
   if (waiter === undefined) {
     const release = abandoned.get(id)
     abandoned.delete(id)
-    if (release !== undefined && (code === OK || code === OWNER_DIED)) {
+    if (release !== undefined && (code === SyncOutcome.Ok || code === SyncOutcome.OwnerDied)) {
       try {
         release()
       } catch {
@@ -94,19 +92,24 @@ function settled(id: number, code: number, detail: string): void {
   }
   pending.delete(id)
   waiter.done()
-  if (code < OUTCOMES.length) waiter.resolve(OUTCOMES[code])
-  else if (code === DETACHED) waiter.reject(libraryError('ERR_SHM_NOT_ATTACHED', 'The view was detached while waiting'))
-  else if (code === CANCELLED) waiter.reject(abortError(undefined))
+  if (code <= SyncOutcome.Busy) waiter.resolve(OUTCOMES[code as number] as Outcome)
+  else if (code === SyncOutcome.Detached) waiter.reject(libraryError('ERR_SHM_NOT_ATTACHED', 'The view was detached while waiting'))
+  else if (code === SyncOutcome.Cancelled) waiter.reject(abortError(undefined))
   else {
-    const [errorCode, message] = detail.split('|', 2)
-    waiter.reject(libraryError(errorCode as LibraryErrorCode, message ?? detail))
+    const error = libraryError(errorCode as LibraryErrorCode, message)
+    // An OS error keeps its errno and syscall, as the synchronous calls' do.
+    if (errno !== 0) Object.assign(error, { errno, syscall })
+    waiter.reject(error)
   }
 }
 
-function ensureInitialized(): void {
-  if (initialized) return
-  initSync(settled)
-  initialized = true
+/**
+ * This copy's receiver token. Each copy of this module loaded in a thread
+ * registers its own, so that outcomes come back to the copy that asked.
+ */
+function receiver(): number {
+  token ??= initSync(settled)
+  return token
 }
 
 function abortError(signal: AbortSignal | undefined): Error {
@@ -147,7 +150,7 @@ interface AsyncOptions {
 }
 
 function validateAsyncOptions(options: unknown): AsyncOptions {
-  const given = validateOptions(options)
+  const given = validateOptions(options, ['signal', 'ref'])
   const ref = booleanOption(given, 'ref', false)
   const signal = given.signal
   if (signal === undefined) return { signal: undefined, ref }
@@ -194,7 +197,7 @@ export function wait(view: Int32Array, index: number, value: number, timeout?: n
   validateInteger(index, 'index')
   const expected = validateExpected(value)
   const ms = validateTimeout(timeout)
-  const spin = booleanOption(validateOptions(options), 'spin', true)
+  const spin = booleanOption(validateOptions(options, ['spin']), 'spin', true)
   return OUTCOMES[native.wait(view, index, expected, ms, spin)] as WaitResult
 }
 
@@ -222,8 +225,7 @@ export function waitAsync(
   const ms = validateTimeout(timeout)
   const asyncOptions = validateAsyncOptions(options)
   if (asyncOptions.signal?.aborted) return Promise.reject(abortError(asyncOptions.signal))
-  ensureInitialized()
-  return track(waitWordAsync(view, index, expected, ms), asyncOptions) as Promise<WaitResult>
+  return track(waitWordAsync(view, index, expected, ms, receiver()), asyncOptions) as Promise<WaitResult>
 }
 
 /**
@@ -282,7 +284,7 @@ export class SharedMutex {
   constructor(view: ArrayBufferView, byteOffset = 0, options?: SharedMutexOptions) {
     if (!ArrayBuffer.isView(view)) throw invalidArgType('view', 'a Buffer, TypedArray or DataView', view)
     validateInteger(byteOffset, 'byteOffset')
-    this.#spin = booleanOption(validateOptions(options), 'spin', true)
+    this.#spin = booleanOption(validateOptions(options, ['spin']), 'spin', true)
     checkMutex(view, byteOffset)
     this.#view = view
     this.#byteOffset = byteOffset
@@ -293,6 +295,7 @@ export class SharedMutex {
    * @throws `ERR_SHM_DEADLOCK` if this thread holds it already.
    */
   lock(timeout?: number): LockResult {
+    SharedMutex.#check(this)
     const ms = validateTimeout(timeout)
     return OUTCOMES[native.lock(this.#view, this.#byteOffset, ms, this.#spin)] as LockResult
   }
@@ -304,18 +307,19 @@ export class SharedMutex {
    * very moment is released).
    */
   lockAsync(timeout?: number, options?: AsyncWaitOptions): Promise<LockResult> {
+    SharedMutex.#check(this)
     const ms = validateTimeout(timeout)
     const asyncOptions = validateAsyncOptions(options)
     if (asyncOptions.signal?.aborted) return Promise.reject(abortError(asyncOptions.signal))
-    ensureInitialized()
     const view = this.#view
     const byteOffset = this.#byteOffset
-    const started = lockMutexAsync(view, byteOffset, ms)
+    const started = lockMutexAsync(view, byteOffset, ms, receiver())
     return track(started, asyncOptions, () => native.unlock(view, byteOffset)) as Promise<LockResult>
   }
 
   /** Locks if free (or if its owner died); never waits: `'busy'` otherwise. */
   tryLock(): TryLockResult {
+    SharedMutex.#check(this)
     return OUTCOMES[native.tryLock(this.#view, this.#byteOffset)] as TryLockResult
   }
 
@@ -324,6 +328,12 @@ export class SharedMutex {
    * @throws `ERR_SHM_NOT_OWNER` unless this thread holds the lock.
    */
   unlock(): void {
+    SharedMutex.#check(this)
     native.unlock(this.#view, this.#byteOffset)
+  }
+
+  /** `ERR_INVALID_THIS` unless `self` is a SharedMutex (a method called on another object). */
+  static #check(self: unknown): void {
+    if (typeof self !== 'object' || self === null || !(#view in self)) throw invalidThis('SharedMutex')
   }
 }

@@ -1,7 +1,7 @@
 // Argument checks run before any native call, so the binding sees only
 // well-formed values and every mistake names the argument at fault.
 
-import { invalidArgType, outOfRange } from './errors'
+import { invalidArgType, invalidArgValue, outOfRange } from './errors'
 
 /** 2^53 − 1: the largest size or offset a JavaScript number holds exactly. */
 export const MAX_SIZE = Number.MAX_SAFE_INTEGER
@@ -23,11 +23,26 @@ export function validateInteger(value: unknown, argument: string, min = 0, max =
   }
 }
 
-/** `undefined` or a plain object: the shape of an options argument, as a record of its keys. */
-export function validateOptions(value: unknown, argument = 'options'): Record<string, unknown> {
+/**
+ * `undefined` or a plain object whose own keys are all in `known`: the shape
+ * of an options argument, as a record of its keys. A key not in `known` (a
+ * typo such as `readonly`) is `ERR_INVALID_ARG_VALUE` naming it, rather than
+ * silently meaning the default.
+ */
+export function validateOptions(
+  value: unknown,
+  known: readonly string[],
+  argument = 'options',
+): Record<string, unknown> {
   if (value === undefined) return {}
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw invalidArgType(argument, 'of type object', value)
+  }
+  for (const key of Object.keys(value)) {
+    if (!known.includes(key)) {
+      const expected = known.length === 0 ? 'none' : known.join(', ')
+      throw invalidArgValue(`${argument}.${key}`, `is not a known option (known: ${expected})`, (value as Record<string, unknown>)[key])
+    }
   }
   return value as Record<string, unknown>
 }

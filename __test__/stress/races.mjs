@@ -1,4 +1,4 @@
-// Races (issue 3, stress): 8 processes × 2,000 rounds of open-or-create /
+// Races (stress): 8 processes × 2,000 rounds of open-or-create /
 // attach / verify / detach / close on a few shared names while a ninth
 // deletes them at random.
 //

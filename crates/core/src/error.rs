@@ -1,4 +1,4 @@
-//! Errors (SPEC §3): OS errors keep their errno and the syscall that failed;
+//! Errors: OS errors keep their errno and the syscall that failed;
 //! the library's own kinds carry the stable codes JavaScript sees.
 
 use std::fmt;
@@ -22,7 +22,7 @@ pub enum Error {
     /// More to say than the errno's own text (what was asked, what is free).
     detail: Option<String>,
   },
-  /// A name that breaks a rule of SPEC §2.
+  /// A name that breaks a naming rule.
   InvalidName {
     /// The name as given.
     name: String,
@@ -37,6 +37,23 @@ pub enum Error {
     requested: u64,
     /// The segment's size.
     actual: u64,
+  },
+  /// A page of a mapping of ours lay past the end of its segment when
+  /// touched: another process shrank the segment, or (rarely) tmpfs had no
+  /// page to give (`ERR_SHM_SIZE`).
+  Shrunk {
+    /// Bytes the mapping holds.
+    mapped: u64,
+  },
+  /// Open-or-create found a segment another user owns
+  /// (`ERR_SHM_FOREIGN_OWNER`).
+  ForeignOwner {
+    /// The OS name of the segment.
+    name: String,
+    /// Its owner's user id.
+    uid: u32,
+    /// Its permission bits.
+    mode: u32,
   },
   /// An argument outside what the call accepts (`ERR_INVALID_ARG_VALUE`).
   InvalidArgument(String),
@@ -63,7 +80,8 @@ impl Error {
     match self {
       Error::Os { code, .. } => code,
       Error::InvalidName { .. } | Error::InvalidArgument(_) => "ERR_INVALID_ARG_VALUE",
-      Error::Size { .. } => "ERR_SHM_SIZE",
+      Error::Size { .. } | Error::Shrunk { .. } => "ERR_SHM_SIZE",
+      Error::ForeignOwner { .. } => "ERR_SHM_FOREIGN_OWNER",
       Error::ReadOnly => "ERR_SHM_READ_ONLY",
       Error::NotOwner => "ERR_SHM_NOT_OWNER",
       Error::Deadlock => "ERR_SHM_DEADLOCK",
@@ -174,7 +192,7 @@ impl fmt::Display for Error {
         if *actual == 0 {
           write!(
             f,
-            "Segment '{name}' is empty (0 bytes); pass a size to create it"
+            "Segment '{name}' is empty (0 bytes): its creator has not sized it yet, or it is not a shared memory segment"
           )
         } else {
           write!(
@@ -183,6 +201,19 @@ impl fmt::Display for Error {
           )
         }
       }
+      Error::Shrunk { mapped } => write!(
+        f,
+        "A page of the {mapped} bytes mapped here could not be read from the segment: \
+         another process shrank it (or /dev/shm had no memory for the page); \
+         those bytes read as zeros in this process and writes to them are lost \
+         (reopen the segment to see its size)"
+      ),
+      Error::ForeignOwner { name, uid, mode } => write!(
+        f,
+        "Segment '{name}' exists and belongs to another user (uid {uid}, mode {mode:#o}), \
+         who can read, change and shrink it: open-or-create refuses it. Open it without \
+         'create' to share it on purpose, or pick another name"
+      ),
       Error::InvalidArgument(message) => f.write_str(message),
       Error::ReadOnly => f.write_str("The segment was opened read-only"),
       Error::NotOwner => f.write_str("The mutex is not held by this thread"),

@@ -13,7 +13,7 @@
 //! # Ok::<(), named_shm_core::Error>(())
 //! ```
 //!
-//! Cross-process synchronization on segment words (SPEC §5) is in `sync`
+//! Cross-process synchronization on segment words is in `sync`
 //! (`wait`, `notify`), `mutex` (`SharedMutex`) and [`waiter`] (waits that
 //! end on a thread of their own, for `waitAsync` and `lockAsync`).
 //!
@@ -22,7 +22,11 @@
 //! codes, size rules) is plain code tested on every platform.
 
 #![deny(clippy::all)]
-#![warn(missing_docs)]
+#![deny(
+  missing_docs,
+  unsafe_op_in_unsafe_fn,
+  clippy::undocumented_unsafe_blocks
+)]
 
 pub mod channel;
 mod error;
@@ -30,6 +34,7 @@ mod mapping;
 mod mutex;
 mod name;
 mod os;
+mod ranges;
 mod registry;
 mod segment;
 mod sync;
@@ -41,5 +46,6 @@ pub use error::{Error, Result};
 pub use mapping::{Access, Mapping, Pinned};
 pub use mutex::{LockOutcome, Owner, SharedMutex, MUTEX_BYTES};
 pub use name::{Name, Namespace, Platform, MAX_NAME_BYTES};
-pub use segment::{OpenError, OpenOptions, Segment, MAX_SIZE};
+pub use registry::Place;
+pub use segment::{OpenError, OpenOptions, Ownership, Segment, MAX_SIZE};
 pub use sync::{notify, wait, SharedWord, WaitOutcome};

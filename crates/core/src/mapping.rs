@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::os;
+use crate::ranges;
 use crate::registry;
 use crate::waiter;
 
@@ -57,6 +58,9 @@ pub struct Mapping {
   /// no other process's futex, and a futex wait would even copy the page,
   /// cutting the view off from later writes by others. Unmapped with the view.
   alias: Option<*mut u8>,
+  /// Slots of `base` and `alias` in the signal-safe table of ranges, where
+  /// the SIGBUS handler marks a fault past the segment's end.
+  slots: [usize; 2],
   /// `RETIRED | RELEASED` flags plus `PIN` times the number of pins.
   state: AtomicUsize,
 }
@@ -112,25 +116,62 @@ impl Mapping {
     access: Access,
     alias: Option<*mut u8>,
   ) -> Arc<Mapping> {
-    let mapping = Arc::new(Mapping {
-      base: ptr,
-      len,
-      access,
-      alias,
-      state: AtomicUsize::new(0),
-    });
-    let owner = Arc::downgrade(&mapping);
-    registry::insert(ptr as usize, len, owner.clone(), false);
-    if let Some(alias) = alias {
-      registry::insert(alias as usize, len, owner, true);
+    os::catch_faults();
+    Arc::new_cyclic(|owner| {
+      let writable = access == Access::ReadWrite;
+      let slots = registry::insert(
+        ptr as usize,
+        len,
+        alias.map(|a| a as usize),
+        writable,
+        owner,
+      );
+      Mapping {
+        base: ptr,
+        len,
+        access,
+        alias,
+        slots,
+        state: AtomicUsize::new(0),
+      }
+    })
+  }
+
+  /// Whether a page of this mapping lay past the end of the segment when it
+  /// was touched: another process shrank the segment. Those pages now read
+  /// as zeros here and writes to them reach no one (on Linux the fault
+  /// handler maps private zero pages there instead of letting SIGBUS kill
+  /// the process).
+  pub fn was_shrunk(&self) -> bool {
+    self.slots.iter().any(|&slot| ranges::faulted(slot))
+  }
+
+  /// [`Error::Shrunk`] if [`Mapping::was_shrunk`].
+  ///
+  /// # Errors
+  /// [`Error::Shrunk`] when another process shrank the segment under us.
+  pub fn check_shrunk(&self) -> Result<()> {
+    if self.was_shrunk() {
+      Err(Error::Shrunk {
+        mapped: self.len as u64,
+      })
+    } else {
+      Ok(())
     }
-    mapping
   }
 
   /// The live mapping of this process that holds all of `[addr, addr + len)`,
   /// if any: the memory of a caller's view. One ordered lookup, no scan.
   pub fn containing(addr: usize, len: usize) -> Option<Arc<Mapping>> {
     registry::containing(addr, len)
+  }
+
+  /// Where the words of the view of ours that holds `[addr, addr + len)`
+  /// are shared, for a call during which the caller's view stays alive (it
+  /// is an argument): the same answer as [`Mapping::containing`] without
+  /// touching reference counts, for the calls a ping-pong makes each round.
+  pub fn place(addr: usize, len: usize) -> Option<registry::Place> {
+    registry::place(addr, len)
   }
 
   /// How many OS mappings this process holds (a copy-on-write view counts

@@ -1,4 +1,4 @@
-//! `SharedMutex` (SPEC §5): a lock that lives in 8 bytes of a segment, is
+//! `SharedMutex`: a lock that lives in 8 bytes of a segment, is
 //! shared by every process attached to it, and survives its owner's death.
 //!
 //! Layout: one 64-bit word, zero when unlocked. The half at the lower

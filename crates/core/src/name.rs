@@ -1,4 +1,4 @@
-//! Segment names and the names the operating systems use for them (SPEC §2).
+//! Segment names and the names the operating systems use for them.
 //!
 //! Everything here is a pure function of the name and the target platform, so
 //! the rules for every platform are unit-tested on any one of them.

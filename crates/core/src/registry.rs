@@ -11,44 +11,164 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
+use crate::error::{Error, Result};
 use crate::mapping::Mapping;
+use crate::ranges;
 
 /// One OS mapping of ours.
 struct Entry {
   len: usize,
+  /// Its slot in the signal-safe table of ranges.
+  slot: usize,
   /// The mapping it belongs to (for an alias: the view that owns it).
   owner: Weak<Mapping>,
   /// A copy-on-write view's shared alias: ours, but no caller's view lies
   /// in it, so [`containing`] never answers with it.
   alias: bool,
+  /// For a view: what [`place`] answers, copied here so that the hot calls
+  /// need not touch the mapping's reference counts.
+  place: Place,
 }
 
-static REGISTRY: RwLock<BTreeMap<usize, Entry>> = RwLock::new(BTreeMap::new());
+/// Where the words of a caller's view are shared with other processes, found
+/// by [`Mapping::place`] for a call that ends before the view can go (the
+/// view is an argument of the call, so its memory stays mapped).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Place {
+  start: usize,
+  len: usize,
+  /// The view's first byte as other processes share it: the view, or its alias.
+  shared: usize,
+  writable: bool,
+  /// The slots of the view and its alias in the table of ranges.
+  slots: [usize; 2],
+}
 
-// Every edit is one call on the map, so it stays consistent even if a
-// holder panicked.
-fn read() -> RwLockReadGuard<'static, BTreeMap<usize, Entry>> {
+impl Place {
+  /// Where the byte at `addr` (in the view) is shared with other processes.
+  pub fn shared_ptr(&self, addr: usize) -> *mut u8 {
+    (self.shared + (addr - self.start)) as *mut u8
+  }
+
+  /// Whether writes through the view reach the segment.
+  pub fn is_writable(&self) -> bool {
+    self.writable
+  }
+
+  /// Whether a page of the view (or its alias) faulted past the segment's
+  /// end ([`Mapping::was_shrunk`]).
+  pub fn was_shrunk(&self) -> bool {
+    self.slots.iter().any(|&slot| ranges::faulted(slot))
+  }
+
+  /// [`Error::Shrunk`] if [`Place::was_shrunk`].
+  ///
+  /// # Errors
+  /// As said.
+  pub fn check_shrunk(&self) -> Result<()> {
+    if self.was_shrunk() {
+      Err(Error::Shrunk {
+        mapped: self.len as u64,
+      })
+    } else {
+      Ok(())
+    }
+  }
+}
+
+struct Registry {
+  map: BTreeMap<usize, Entry>,
+  /// Slots of the table of ranges given back, to hand out again.
+  free_slots: Vec<usize>,
+  /// The first slot never handed out.
+  next_slot: usize,
+}
+
+static REGISTRY: RwLock<Registry> = RwLock::new(Registry {
+  map: BTreeMap::new(),
+  free_slots: Vec::new(),
+  next_slot: 0,
+});
+
+// Each edit leaves the registry consistent at every step a panic could
+// interrupt, so a poisoned lock is still safe to use.
+fn read() -> RwLockReadGuard<'static, Registry> {
   REGISTRY.read().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn write() -> RwLockWriteGuard<'static, BTreeMap<usize, Entry>> {
+fn write() -> RwLockWriteGuard<'static, Registry> {
   REGISTRY.write().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Records `[start, start + len)`, just mapped for `owner`.
-pub(crate) fn insert(start: usize, len: usize, owner: Weak<Mapping>, alias: bool) {
-  let previous = write().insert(start, Entry { len, owner, alias });
-  debug_assert!(previous.is_none(), "two live mappings at {start:#x}");
+/// No slot: the table of ranges is full, so faults there are not ours.
+pub(crate) const NO_SLOT: usize = usize::MAX;
+
+/// Records `[start, start + len)`, just mapped for `owner`, and its `alias`
+/// (a copy-on-write view's shared mapping of the same bytes); returns their
+/// slots in the signal-safe table of ranges.
+pub(crate) fn insert(
+  start: usize,
+  len: usize,
+  alias: Option<usize>,
+  writable: bool,
+  owner: &Weak<Mapping>,
+) -> [usize; 2] {
+  let mut registry = write();
+  let claim = |registry: &mut Registry, at: usize| {
+    let slot = registry.free_slots.pop().unwrap_or_else(|| {
+      registry.next_slot += 1;
+      registry.next_slot - 1
+    });
+    if ranges::claim(slot, at, len) {
+      slot
+    } else {
+      registry.free_slots.push(slot);
+      NO_SLOT
+    }
+  };
+  let slots = [
+    claim(&mut registry, start),
+    alias.map_or(NO_SLOT, |alias| claim(&mut registry, alias)),
+  ];
+  let place = Place {
+    start,
+    len,
+    shared: alias.unwrap_or(start),
+    writable,
+    slots,
+  };
+  let mut add = |at: usize, slot: usize, is_alias: bool| {
+    let entry = Entry {
+      len,
+      slot,
+      owner: owner.clone(),
+      alias: is_alias,
+      place,
+    };
+    let previous = registry.map.insert(at, entry);
+    debug_assert!(previous.is_none(), "two live mappings at {at:#x}");
+  };
+  add(start, slots[0], false);
+  if let Some(alias) = alias {
+    add(alias, slots[1], true);
+  }
+  slots
 }
 
 /// Forgets the mapping at `start`, about to be unmapped.
 pub(crate) fn remove(start: usize) {
-  write().remove(&start);
+  let mut registry = write();
+  if let Some(entry) = registry.map.remove(&start) {
+    if entry.slot != NO_SLOT {
+      ranges::release(entry.slot);
+      registry.free_slots.push(entry.slot);
+    }
+  }
 }
 
 /// How many OS mappings this process holds (aliases included).
 pub(crate) fn count() -> usize {
-  read().len()
+  read().map.len()
 }
 
 /// The last mapping that starts at or before `addr`: mappings never
@@ -66,16 +186,27 @@ pub(crate) fn overlaps(addr: usize, len: usize) -> bool {
     return false;
   }
   let last = addr.saturating_add(len - 1);
-  let map = read();
-  at_or_before(&map, last).is_some_and(|(start, entry)| start.saturating_add(entry.len) > addr)
+  let registry = read();
+  at_or_before(&registry.map, last)
+    .is_some_and(|(start, entry)| start.saturating_add(entry.len) > addr)
+}
+
+/// Where the view of ours that holds all of `[addr, addr + len)` shares its
+/// words; never an alias. No reference count changes: the caller's view
+/// keeps the mapping (and this entry) alive for the call.
+pub(crate) fn place(addr: usize, len: usize) -> Option<Place> {
+  let end = addr.checked_add(len)?;
+  let registry = read();
+  let (start, entry) = at_or_before(&registry.map, addr)?;
+  (!entry.alias && end <= start.saturating_add(entry.len)).then_some(entry.place)
 }
 
 /// The live (not unmapped) mapping that holds all of `[addr, addr + len)`;
 /// never an alias.
 pub(crate) fn containing(addr: usize, len: usize) -> Option<Arc<Mapping>> {
   let end = addr.checked_add(len)?;
-  let map = read();
-  let (start, entry) = at_or_before(&map, addr)?;
+  let registry = read();
+  let (start, entry) = at_or_before(&registry.map, addr)?;
   if entry.alias || end > start.saturating_add(entry.len) {
     return None;
   }
@@ -116,6 +247,12 @@ mod tests {
     // The alias is ours (copies stage through it) but no caller's view.
     assert!(super::overlaps(alias, 4));
     assert!(Mapping::containing(alias, 4).is_none());
+    // The hot calls' lookup gives the same answer without reference counts.
+    let start = view.as_ptr() as usize;
+    let place = Mapping::place(start + 8, 4).unwrap();
+    assert_eq!(place.shared_ptr(start + 8) as usize, alias + 8);
+    assert!(!place.is_writable() && !place.was_shrunk());
+    assert!(Mapping::place(alias, 4).is_none());
     // SAFETY: nothing reads the memory afterwards.
     unsafe { view.unmap() };
     assert!(view.shared_ptr(0).is_null());

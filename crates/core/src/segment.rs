@@ -1,4 +1,4 @@
-//! The segment lifecycle of SPEC §1: open or create, map, delete.
+//! The segment lifecycle: open or create, map, delete.
 
 use std::time::{Duration, Instant};
 
@@ -55,6 +55,16 @@ impl Default for OpenOptions {
   }
 }
 
+/// Who owns a segment, and who else may use it (POSIX systems).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ownership {
+  /// The owner's user id. The owner can always read, write, shrink and
+  /// chmod the segment, whatever its mode.
+  pub uid: u32,
+  /// The permission bits (`0o600`, `0o666`, ...).
+  pub mode: u32,
+}
+
 /// An open named segment. Closing it (drop) leaves its mappings intact.
 #[derive(Debug)]
 pub struct Segment {
@@ -63,6 +73,7 @@ pub struct Segment {
   size: u64,
   read_only: bool,
   created: bool,
+  ownership: Option<Ownership>,
 }
 
 /// Why [`Segment::open_with`] failed: opening or creating, or the caller's
@@ -147,7 +158,8 @@ impl Segment {
     for _ in 0..OPEN_OR_CREATE_ROUNDS {
       match Segment::open_existing(name, size, options.read_only) {
         Err(error) if error.code() == "ENOENT" => {}
-        other => return other.map_err(OpenError::Open),
+        Ok(segment) => return segment.refuse_foreign_owner().map_err(OpenError::Open),
+        Err(error) => return Err(OpenError::Open(error)),
       }
       match creating.create() {
         Err(OpenError::Open(error)) if error.code() == "EEXIST" => last = Some(error),
@@ -161,6 +173,24 @@ impl Segment {
     ))
   }
 
+  /// Open-or-create found a segment: use it only if this user owns it.
+  ///
+  /// `create` says "the segment I make or made". One another user made
+  /// first (squatting the name) is theirs: its owner can read what we
+  /// write, change it under us and shrink it, whatever its mode says. So
+  /// open-or-create refuses it with [`Error::ForeignOwner`]; a caller that
+  /// means to share another user's segment opens it without `create`.
+  fn refuse_foreign_owner(self) -> Result<Segment> {
+    match (self.ownership, os::effective_uid()) {
+      (Some(ownership), Some(uid)) if ownership.uid != uid => Err(Error::ForeignOwner {
+        name: self.name.os_name().to_owned(),
+        uid: ownership.uid,
+        mode: ownership.mode,
+      }),
+      _ => Ok(self),
+    }
+  }
+
   fn open_existing(name: &Name, size: u64, read_only: bool) -> Result<Segment> {
     let handle = os::open(name.os_name(), read_only).map_err(|e| e.for_name(name.os_name()))?;
     let actual = wait_until_sized(&handle)?;
@@ -171,12 +201,14 @@ impl Segment {
         actual,
       });
     }
+    let ownership = os::ownership_of(&handle)?;
     Ok(Segment {
       handle,
       name: name.clone(),
       size: if size == 0 { actual } else { size },
       read_only,
       created: false,
+      ownership,
     })
   }
 
@@ -204,6 +236,31 @@ impl Segment {
     map_handle(&self.handle, &self.name, self.size, access)
   }
 
+  /// What a fault in a mapping of this segment meant ([`Mapping::was_shrunk`]):
+  /// [`Error::Size`] if another process shrank the segment below `size()`,
+  /// else `ENOSPC`: tmpfs had no page to give (a segment made with
+  /// `reserve: false` on a full `/dev/shm`).
+  pub fn fault_error(&self) -> Error {
+    match os::size_of(&self.handle) {
+      Ok(actual) if actual < self.size => Error::Size {
+        name: self.name.os_name().to_owned(),
+        requested: self.size,
+        actual,
+      },
+      _ => Error::Os {
+        code: "ENOSPC",
+        errno: 28,
+        syscall: "mmap",
+        name: Some(self.name.os_name().to_owned()),
+        detail: Some(
+          "the system had no memory for a page of the segment (was it created with reserve: false \
+           on a full /dev/shm?); those bytes read as zeros in this process and writes to them are lost"
+            .into(),
+        ),
+      },
+    }
+  }
+
   /// The segment's name.
   pub fn name(&self) -> &Name {
     &self.name
@@ -212,6 +269,12 @@ impl Segment {
   /// Bytes this handle maps: the size given, or the segment's when 0 was.
   pub fn size(&self) -> u64 {
     self.size
+  }
+
+  /// Who owns the segment and its permission bits, as they were at open;
+  /// `None` on Windows.
+  pub fn ownership(&self) -> Option<Ownership> {
+    self.ownership
   }
 
   /// Whether the handle was opened for reading only.
@@ -340,18 +403,26 @@ impl<'a, E, F: FnOnce(Arc<Mapping>) -> std::result::Result<(), E>> Creating<'a, 
     let handle = made.into_handle();
     let (handle, read_only) = if self.options.read_only {
       // The creator sized it through a writable handle; keep only a read one.
-      let reopened =
-        os::reopen_read_only(&handle, os_name).map_err(|e| OpenError::Open(e.for_name(os_name)))?;
-      (reopened, true)
+      match os::reopen_read_only(&handle, os_name) {
+        Ok(reopened) => (reopened, true),
+        Err(error) => {
+          // Published but unusable (EACCES for a mode without read, EMFILE):
+          // take the name back, or every retry would meet EEXIST.
+          os::unlink_created(&handle, os_name);
+          return Err(OpenError::Open(error.for_name(os_name)));
+        }
+      }
     } else {
       (handle, false)
     };
+    let ownership = os::ownership_of(&handle).map_err(OpenError::Open)?;
     Ok(Segment {
       handle,
       name: self.name.clone(),
       size: self.size,
       read_only,
       created: true,
+      ownership,
     })
   }
 }

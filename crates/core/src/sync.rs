@@ -1,4 +1,4 @@
-//! Cross-process `wait` and `notify` on the words of a segment (SPEC §5):
+//! Cross-process `wait` and `notify` on the words of a segment:
 //! `Atomics.wait`/`Atomics.notify` that reach every process attached to it.
 //!
 //! A wait first spins for a moment (2 to 100 µs, learned per thread),
@@ -80,6 +80,17 @@ impl SharedWord {
   /// Whether the caller's view was detached: waits on it should end.
   pub fn is_detached(&self) -> bool {
     self.pin.mapping().is_unmapped()
+  }
+
+  /// [`crate::Error::Shrunk`] if the word's page lay past the segment's end
+  /// when touched (another process shrank it): it is private zeros now.
+  ///
+  /// # Errors
+  /// As said.
+  pub fn check_shrunk(&self) -> Result<()> {
+    // Touch it first, so a missing page faults (and is marked) now.
+    let _ = self.word().load(Ordering::Relaxed);
+    self.pin.mapping().check_shrunk()
   }
 
   /// Whether writes through the caller's view reach the segment.

@@ -104,6 +104,12 @@ enum Step {
 impl Entry {
   /// Decides, without sleeping, whether the request is over.
   fn step(&mut self, now: Instant) -> Step {
+    if let Err(error) = self.word.check_shrunk() {
+      if let Job::Lock { .. } = self.job {
+        SharedMutex::new(self.word.pair()).pass_on_wake();
+      }
+      return Step::Done(AsyncOutcome::Failed(error));
+    }
     let expired = self.deadline.is_some_and(|deadline| now >= deadline);
     match self.job {
       Job::Wait { expected } => {

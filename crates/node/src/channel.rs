@@ -21,7 +21,7 @@ use napi_derive::napi;
 use named_shm_core::channel::{layout, Channel, Geometry, Received, Sent, Side};
 use named_shm_core::Mapping;
 
-use crate::errors::{check, throw_code, throw_core, Kind, NOT_ATTACHED, OUT_OF_RANGE};
+use crate::errors::{check, throw_code, throw_core, ErrorCode, Kind, NOT_ATTACHED, OUT_OF_RANGE};
 use crate::hot::{args, boolean, number, respond, type_error, Callback};
 use crate::words::timeout;
 
@@ -207,7 +207,7 @@ fn busy(env: &Env) -> napi::Error {
   throw_code(
     env,
     Kind::Error,
-    "ERR_SHM_CHANNEL_BUSY",
+    ErrorCode::ERR_SHM_CHANNEL_BUSY,
     "The channel is in use by a call that has not returned",
   )
 }

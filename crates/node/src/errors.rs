@@ -6,12 +6,17 @@ use std::ptr;
 use named_shm_core as core;
 use napi::{sys, Env, Error, Status};
 
-/// Library codes the binding raises itself (SPEC §3).
-pub const CLOSED: &str = "ERR_SHM_CLOSED";
-pub const NOT_ATTACHED: &str = "ERR_SHM_NOT_ATTACHED";
-pub const EXTERNAL_BUFFERS: &str = "ERR_SHM_EXTERNAL_BUFFERS";
-pub const OUT_OF_RANGE: &str = "ERR_OUT_OF_RANGE";
-pub const INIT_DETACHED: &str = "ERR_SHM_INIT_DETACHED";
+pub use crate::codes::ErrorCode;
+
+/// Library codes the binding raises itself (all in [`ErrorCode`]).
+pub const CLOSED: ErrorCode = ErrorCode::ERR_SHM_CLOSED;
+pub const NOT_ATTACHED: ErrorCode = ErrorCode::ERR_SHM_NOT_ATTACHED;
+pub const EXTERNAL_BUFFERS: ErrorCode = ErrorCode::ERR_SHM_EXTERNAL_BUFFERS;
+pub const OUT_OF_RANGE: ErrorCode = ErrorCode::ERR_OUT_OF_RANGE;
+pub const INIT_DETACHED: ErrorCode = ErrorCode::ERR_SHM_INIT_DETACHED;
+pub const INVALID_ARG_TYPE: ErrorCode = ErrorCode::ERR_INVALID_ARG_TYPE;
+pub const INVALID_ARG_VALUE: ErrorCode = ErrorCode::ERR_INVALID_ARG_VALUE;
+pub const READ_ONLY: ErrorCode = ErrorCode::ERR_SHM_READ_ONLY;
 
 /// Which JavaScript constructor an error uses.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -40,8 +45,8 @@ pub fn throw_core(env: &Env, error: &core::Error) -> Error {
 }
 
 /// Throws `code: message` and returns the pending-exception marker.
-pub fn throw_code(env: &Env, kind: Kind, code: &str, message: &str) -> Error {
-  throw(env, kind, code, message, None, None)
+pub fn throw_code(env: &Env, kind: Kind, code: ErrorCode, message: &str) -> Error {
+  throw(env, kind, code.as_str(), message, None, None)
 }
 
 fn throw(

@@ -11,23 +11,18 @@ use named_shm_core::{notify, wait, LockOutcome, SharedMutex, WaitOutcome};
 use napi::{sys, Env};
 use napi_derive::napi;
 
-use crate::errors::{check, throw_code, throw_core, Kind};
+use crate::errors::{check, throw_code, throw_core, ErrorCode, Kind};
+use crate::outcome::SyncOutcome;
 use crate::words::{mutex_word, timeout, word};
-
-/// Outcome codes shared with src/sync.ts.
-pub(crate) const OK: u32 = 0;
-pub(crate) const NOT_EQUAL: u32 = 1;
-pub(crate) const TIMED_OUT: u32 = 2;
-pub(crate) const OWNER_DIED: u32 = 3;
-pub(crate) const BUSY: u32 = 4;
 
 pub(crate) fn lock_code(outcome: LockOutcome) -> u32 {
   match outcome {
-    LockOutcome::Ok => OK,
-    LockOutcome::OwnerDied => OWNER_DIED,
-    LockOutcome::TimedOut => TIMED_OUT,
-    LockOutcome::Busy => BUSY,
+    LockOutcome::Ok => SyncOutcome::Ok,
+    LockOutcome::OwnerDied => SyncOutcome::OwnerDied,
+    LockOutcome::TimedOut => SyncOutcome::TimedOut,
+    LockOutcome::Busy => SyncOutcome::Busy,
   }
+  .code()
 }
 
 /// The hot synchronous calls, as an object of plain functions.
@@ -93,7 +88,7 @@ pub(crate) fn type_error(env: &Env, what: &str, expected: &str) -> napi::Error {
   throw_code(
     env,
     Kind::TypeError,
-    "ERR_INVALID_ARG_TYPE",
+    ErrorCode::ERR_INVALID_ARG_TYPE,
     &format!("The \"{what}\" argument must be {expected}"),
   )
 }
@@ -145,7 +140,7 @@ pub(crate) unsafe fn respond(
     // Our own errors are pending exceptions already; throw anything else.
     Err(error) if error.status != napi::Status::PendingException => {
       let message = format!("{}: {}", error.status, error.reason);
-      throw_code(&env, Kind::Error, "ERR_SHM_NODE_API", &message);
+      throw_code(&env, Kind::Error, ErrorCode::ERR_SHM_NODE_API, &message);
     }
     Err(_) => {}
   }
@@ -167,11 +162,12 @@ unsafe extern "C" fn wait_call(
       let spin = boolean(env, spin, "spin")?;
       let word = word(env, view, index)?;
       let outcome = wait(word, expected, timeout_ms, spin).map_err(|e| throw_core(env, &e))?;
-      Ok(Some(match outcome {
-        WaitOutcome::Ok => OK,
-        WaitOutcome::NotEqual => NOT_EQUAL,
-        WaitOutcome::TimedOut => TIMED_OUT,
-      }))
+      let outcome = match outcome {
+        WaitOutcome::Ok => SyncOutcome::Ok,
+        WaitOutcome::NotEqual => SyncOutcome::NotEqual,
+        WaitOutcome::TimedOut => SyncOutcome::TimedOut,
+      };
+      Ok(Some(outcome.code()))
     })
   }
 }

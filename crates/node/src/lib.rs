@@ -5,8 +5,10 @@
 #![deny(clippy::all)]
 
 mod channel;
+mod codes;
 mod errors;
 mod hot;
+mod outcome;
 mod segment;
 mod sync;
 mod views;
@@ -15,7 +17,9 @@ mod words;
 pub use channel::{
   channel_calls, channel_init, channel_layout, channel_max_message, ChannelLayout,
 };
+pub use codes::ErrorCode;
 pub use hot::sync_calls;
+pub use outcome::SyncOutcome;
 pub use segment::{delete_segment, os_name_of, NativeOpenOptions, NativeSegment};
 pub use sync::{
   cancel_wait, check_mutex, init_sync, keep_alive, lock_mutex_async, pending_waits, wait_word_async,

@@ -48,7 +48,7 @@ pub struct NativeOpenOptions {
   pub global: bool,
 }
 
-/// Parses `name` for this platform (SPEC §2).
+/// Parses `name` for this platform.
 fn parse_name(env: &Env, name: &str, global: bool) -> napi::Result<Name> {
   let namespace = if global {
     Namespace::Global
@@ -115,15 +115,18 @@ impl NativeSegment {
       read_only: options.read_only,
       reserve: options.reserve,
     };
-    let init = init.map(|init| init.value().value);
-    let segment = Segment::open_with(&name, size, &core_options, |mapping| match init {
-      Some(init) => run_init(&env, init, mapping),
-      None => Ok(()),
-    })
-    .map_err(|error| match error {
-      OpenError::Open(error) => throw_core(&env, &error),
-      OpenError::Init(error) => error,
-    })?;
+    // Without `init` nothing maps the new segment: a sparse one larger than
+    // the address space (`reserve: false`) must still open.
+    let segment = match init.map(|init| init.value().value) {
+      Some(init) => Segment::open_with(&name, size, &core_options, |mapping| {
+        run_init(&env, init, mapping)
+      })
+      .map_err(|error| match error {
+        OpenError::Open(error) => throw_core(&env, &error),
+        OpenError::Init(error) => error,
+      })?,
+      None => Segment::open(&name, size, &core_options).map_err(|e| throw_core(&env, &e))?,
+    };
     Ok(NativeSegment {
       segment: Some(segment),
       views: HashMap::new(),
@@ -145,6 +148,18 @@ impl NativeSegment {
   #[napi(getter)]
   pub fn size(&self) -> f64 {
     self.segment.as_ref().map_or(0.0, |s| s.size() as f64)
+  }
+
+  /// The user id that owns the segment; `null` on Windows or once closed.
+  #[napi(getter)]
+  pub fn owner(&self) -> Option<u32> {
+    self.segment.as_ref()?.ownership().map(|o| o.uid)
+  }
+
+  /// The segment's permission bits; `null` on Windows or once closed.
+  #[napi(getter)]
+  pub fn mode(&self) -> Option<u32> {
+    self.segment.as_ref()?.ownership().map(|o| o.mode)
   }
 
   /// Whether the handle was opened read-only.
@@ -237,6 +252,7 @@ impl NativeSegment {
     let bytes = copier
       .read_to_vec(offset, length)
       .map_err(|e| throw_core(&env, &e.for_name(&os_name)))?;
+    self.check_shrunk(&env)?;
     Ok(bytes.into())
   }
 
@@ -262,6 +278,7 @@ impl NativeSegment {
     let (offset, length) = in_bounds(&env, copier, offset, length, "offset")?;
     // SAFETY: `target_ptr` is valid for `length <= target_len` bytes.
     unsafe { copier.copy_out(offset, target_ptr, length) }.map_err(|e| throw_core(&env, &e))?;
+    self.check_shrunk(&env)?;
     Ok(length as f64)
   }
 
@@ -274,6 +291,7 @@ impl NativeSegment {
     // SAFETY: the caller's Uint8Array stays alive for this call and holds
     // at least `length` bytes; it may alias the segment (see `read_into`).
     unsafe { copier.copy_in(offset, source.as_ptr(), length) }.map_err(|e| throw_core(&env, &e))?;
+    self.check_shrunk(&env)?;
     Ok(length as f64)
   }
 
@@ -299,6 +317,24 @@ impl NativeSegment {
       self.copier = Some(segment.map(access).map_err(|e| throw_core(env, &e))?);
     }
     Ok(self.copier.as_ref().unwrap_or_else(|| unreachable!()))
+  }
+
+  /// Throws `ERR_SHM_SIZE` if the last copy met pages past the segment's
+  /// end (another process shrank it), `ENOSPC` if tmpfs had no page for it:
+  /// the copy read zeros or wrote nowhere.
+  /// The copier goes, so the next copy maps again and says what size the
+  /// segment has now.
+  fn check_shrunk(&mut self, env: &Env) -> napi::Result<()> {
+    if !self
+      .copier
+      .as_ref()
+      .is_some_and(|copier| copier.was_shrunk())
+    {
+      return Ok(());
+    }
+    self.copier = None;
+    let error = self.segment.as_ref().map(Segment::fault_error);
+    Err(error.map_or_else(|| closed(env), |error| throw_core(env, &error)))
   }
 
   /// Forgets views whose buffers the garbage collector already freed.

@@ -1,12 +1,15 @@
-//! SPEC §5 for JavaScript, the asynchronous half: `waitAsync`,
+//! Synchronization for JavaScript, the asynchronous half: `waitAsync`,
 //! `lockAsync` and their cancellation (the synchronous calls are in hot.rs,
 //! finding words in words.rs). The facade (src/sync.ts) validates the
 //! arguments and turns the outcome codes into strings; this layer still
 //! checks every bound, so a caller that skips the facade cannot crash.
 //!
-//! Async outcomes travel back through one unreferenced threadsafe function
-//! per JavaScript thread (`initSync`): a pending `waitAsync` neither keeps
-//! the process alive nor occupies libuv's thread pool.
+//! Async outcomes travel back through unreferenced threadsafe functions
+//! (`initSync`), one per copy of the facade loaded in a JavaScript thread
+//! (a cleared `require` cache or a test runner's fresh module registry loads
+//! it again): each request goes back to the copy that made it. A pending
+//! `waitAsync` neither keeps the process alive nor occupies libuv's thread
+//! pool.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -19,16 +22,15 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{sys, Env, JsValue, Status};
 use napi_derive::napi;
 
-use crate::errors::{throw_code, throw_core, Kind};
-use crate::hot::{lock_code, NOT_EQUAL, OK, OWNER_DIED, TIMED_OUT};
+use crate::errors::{throw_code, throw_core, ErrorCode, Kind};
+use crate::hot::lock_code;
+use crate::outcome::SyncOutcome;
 use crate::words::{mutex_word, read_only, shared_word, timeout};
 
-/// Outcome codes of async ends only (the others are in hot.rs).
-const DETACHED: u32 = 5;
-const CANCELLED: u32 = 6;
-const FAILED: u32 = 7;
-
-type Args = FnArgs<(f64, u32, String)>;
+/// `(id, outcome, code, message, errno, syscall)`: the last four describe
+/// the error of a `Failed` outcome (errno negative as on Node's fs errors,
+/// 0 and "" when the error is not the OS's), and are empty otherwise.
+type Args = FnArgs<(f64, u32, String, String, i32, String)>;
 type Callback = ThreadsafeFunction<Args, Unknown<'static>, Args, Status, false, true>;
 
 /// Delivers async outcomes to this JavaScript thread's callback.
@@ -38,15 +40,38 @@ struct JsSettler {
 
 impl Settle for JsSettler {
   fn settle(&self, id: u64, outcome: AsyncOutcome) -> bool {
-    let (code, detail) = match outcome {
-      AsyncOutcome::Ok => (OK, String::new()),
-      AsyncOutcome::OwnerDied => (OWNER_DIED, String::new()),
-      AsyncOutcome::TimedOut => (TIMED_OUT, String::new()),
-      AsyncOutcome::Detached => (DETACHED, String::new()),
-      AsyncOutcome::Cancelled => (CANCELLED, String::new()),
-      AsyncOutcome::Failed(error) => (FAILED, format!("{}|{error}", error.code())),
+    let outcome = match outcome {
+      AsyncOutcome::Ok => SyncOutcome::Ok,
+      AsyncOutcome::OwnerDied => SyncOutcome::OwnerDied,
+      AsyncOutcome::TimedOut => SyncOutcome::TimedOut,
+      AsyncOutcome::Detached => SyncOutcome::Detached,
+      AsyncOutcome::Cancelled => SyncOutcome::Cancelled,
+      AsyncOutcome::Failed(error) => {
+        let args = FnArgs::from((
+          id as f64,
+          SyncOutcome::Failed.code(),
+          error.code().to_owned(),
+          error.to_string(),
+          error.errno().map_or(0, |errno| -errno),
+          error.syscall().unwrap_or_default().to_owned(),
+        ));
+        return self.deliver(args);
+      }
     };
-    let args = FnArgs::from((id as f64, code, detail));
+    let empty = String::new;
+    self.deliver(FnArgs::from((
+      id as f64,
+      outcome.code(),
+      empty(),
+      empty(),
+      0,
+      empty(),
+    )))
+  }
+}
+
+impl JsSettler {
+  fn deliver(&self, args: Args) -> bool {
     // Once the environment is gone the call reports `Closing`: say so, so a
     // lock taken for nobody is released.
     self
@@ -57,41 +82,52 @@ impl Settle for JsSettler {
 }
 
 thread_local! {
-  static SETTLER: RefCell<Option<Arc<JsSettler>>> = const { RefCell::new(None) };
+  /// This thread's receivers, by the token `initSync` returned.
+  static SETTLERS: RefCell<Vec<Arc<JsSettler>>> = const { RefCell::new(Vec::new()) };
 }
 
-fn settler(env: &Env) -> napi::Result<Arc<dyn Settle>> {
-  SETTLER
-    .with(|settler| settler.borrow().clone())
+fn find_settler(token: u32) -> Option<Arc<JsSettler>> {
+  SETTLERS.with(|settlers| settlers.borrow().get(token as usize).cloned())
+}
+
+fn settler(env: &Env, token: u32) -> napi::Result<Arc<dyn Settle>> {
+  find_settler(token)
     .map(|settler| settler as Arc<dyn Settle>)
     .ok_or_else(|| {
       throw_code(
         env,
         Kind::Error,
-        "ERR_SHM_SYNC_INIT",
-        "initSync() was not called on this thread",
+        ErrorCode::ERR_SHM_SYNC_INIT,
+        "initSync() did not return this token on this thread",
       )
     })
 }
 
-/// Registers `(id, outcome, detail)` as this thread's receiver of async
-/// outcomes (called once per thread by the facade).
-#[napi(ts_args_type = "callback: (id: number, outcome: number, detail: string) => void")]
-pub fn init_sync(callback: Function<'_, Args, Unknown<'static>>) -> napi::Result<()> {
+/// Registers `(id, outcome, detail)` as a receiver of async outcomes on this
+/// thread and returns its token, which the facade passes with each request
+/// (called once per copy of the facade per thread).
+#[napi(
+  ts_args_type = "callback: (id: number, outcome: SyncOutcome, code: string, message: string, errno: number, syscall: string) => void"
+)]
+pub fn init_sync(callback: Function<'_, Args, Unknown<'static>>) -> napi::Result<u32> {
   let callback = callback
     .build_threadsafe_function::<Args>()
     .weak::<true>()
     .callee_handled::<false>()
     .build()?;
-  SETTLER.with(|settler| *settler.borrow_mut() = Some(Arc::new(JsSettler { callback })));
-  Ok(())
+  let settler = Arc::new(JsSettler { callback });
+  Ok(SETTLERS.with(|settlers| {
+    let mut settlers = settlers.borrow_mut();
+    settlers.push(settler);
+    u32::try_from(settlers.len() - 1).unwrap_or(u32::MAX)
+  }))
 }
 
-/// Whether this thread's pending async waits keep the event loop alive
-/// (the facade turns it on while a `{ ref: true }` wait is pending).
+/// Whether the pending async waits of the receiver `token` keep the event
+/// loop alive (the facade turns it on while a `{ ref: true }` wait is pending).
 #[napi]
-pub fn keep_alive(env: Env, on: bool) -> napi::Result<()> {
-  let Some(settler) = SETTLER.with(|settler| settler.borrow().clone()) else {
+pub fn keep_alive(env: Env, on: bool, token: u32) -> napi::Result<()> {
+  let Some(settler) = find_settler(token) else {
     return Ok(());
   };
   let raw = settler.callback.raw();
@@ -109,21 +145,24 @@ pub fn keep_alive(env: Env, on: bool) -> napi::Result<()> {
 
 /// Starts a `waitAsync`: a pending id (> 0), or `-1 - code` when it ends at
 /// once (`not-equal`, or `timed-out` for a zero timeout).
-#[napi(ts_args_type = "view: Int32Array, index: number, expected: number, timeoutMs: number")]
+#[napi(
+  ts_args_type = "view: Int32Array, index: number, expected: number, timeoutMs: number, token: number"
+)]
 pub fn wait_word_async(
   env: Env,
   view: Unknown<'_>,
   index: f64,
   expected: i32,
   timeout_ms: f64,
+  token: u32,
 ) -> napi::Result<f64> {
   let word = shared_word(&env, view.value().value, index * 4.0, 4, true)?;
   let timeout = timeout(&env, timeout_ms)?;
   if word.word().load(std::sync::atomic::Ordering::SeqCst) != expected as u32 {
-    return Ok(-1.0 - f64::from(NOT_EQUAL));
+    return Ok(-1.0 - f64::from(SyncOutcome::NotEqual.code()));
   }
   if timeout == Some(Duration::ZERO) {
-    return Ok(-1.0 - f64::from(TIMED_OUT));
+    return Ok(-1.0 - f64::from(SyncOutcome::TimedOut.code()));
   }
   let request = Request {
     word,
@@ -131,7 +170,7 @@ pub fn wait_word_async(
       expected: expected as u32,
     },
     timeout,
-    settle: settler(&env)?,
+    settle: settler(&env, token)?,
   };
   let id = waiter::submit(request).map_err(|e| throw_core(&env, &e))?;
   Ok(id as f64)
@@ -158,12 +197,15 @@ pub fn check_mutex(env: Env, view: Unknown<'_>, byte_offset: f64) -> napi::Resul
 
 /// Starts a `lockAsync` for this thread: a pending id (> 0), or `-1 - code`
 /// when it ends at once (`ok`, `owner-died`, or `timed-out` for a zero timeout).
-#[napi(ts_args_type = "view: ArrayBufferView, byteOffset: number, timeoutMs: number")]
+#[napi(
+  ts_args_type = "view: ArrayBufferView, byteOffset: number, timeoutMs: number, token: number"
+)]
 pub fn lock_mutex_async(
   env: Env,
   view: Unknown<'_>,
   byte_offset: f64,
   timeout_ms: f64,
+  token: u32,
 ) -> napi::Result<f64> {
   let word = shared_word(&env, view.value().value, byte_offset, MUTEX_BYTES, false)?;
   if !word.is_writable() {
@@ -171,7 +213,9 @@ pub fn lock_mutex_async(
   }
   let timeout = timeout(&env, timeout_ms)?;
   match SharedMutex::new(word.pair()).try_lock() {
-    LockOutcome::Busy if timeout == Some(Duration::ZERO) => return Ok(-1.0 - f64::from(TIMED_OUT)),
+    LockOutcome::Busy if timeout == Some(Duration::ZERO) => {
+      return Ok(-1.0 - f64::from(SyncOutcome::TimedOut.code()))
+    }
     LockOutcome::Busy => {}
     outcome => return Ok(-1.0 - f64::from(lock_code(outcome))),
   }
@@ -181,7 +225,7 @@ pub fn lock_mutex_async(
       owner: Owner::current(),
     },
     timeout,
-    settle: settler(&env)?,
+    settle: settler(&env, token)?,
   };
   let id = waiter::submit(request).map_err(|e| throw_core(&env, &e))?;
   Ok(id as f64)

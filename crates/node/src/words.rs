@@ -4,17 +4,15 @@
 
 use std::ptr;
 use std::sync::atomic::{AtomicU32, AtomicU64};
-use std::sync::Arc;
 use std::time::Duration;
 
-use named_shm_core::{Access, Mapping, SharedWord, MUTEX_BYTES};
+use named_shm_core::{Mapping, Place, SharedWord, MUTEX_BYTES};
 use napi::{sys, Env};
 
-use crate::errors::{throw_code, Kind, NOT_ATTACHED, OUT_OF_RANGE};
-
-const INVALID_ARG_TYPE: &str = "ERR_INVALID_ARG_TYPE";
-const INVALID_ARG_VALUE: &str = "ERR_INVALID_ARG_VALUE";
-const READ_ONLY: &str = "ERR_SHM_READ_ONLY";
+use crate::errors::{
+  throw_code, throw_core, Kind, INVALID_ARG_TYPE, INVALID_ARG_VALUE, NOT_ATTACHED, OUT_OF_RANGE,
+  READ_ONLY,
+};
 
 /// The memory of a TypedArray or DataView.
 struct ViewInfo {
@@ -85,20 +83,17 @@ fn view_info(env: &Env, value: sys::napi_value) -> Option<ViewInfo> {
   None
 }
 
-/// A word found: the mapping it lies in, and its offset there.
+/// A word found: its address in the caller's view, and where that view
+/// shares its words.
 struct Found {
-  mapping: Arc<Mapping>,
-  offset: usize,
+  address: usize,
+  place: Place,
 }
 
 impl Found {
   /// Where the word is shared with other processes (the view, or its alias).
   fn shared(&self) -> *mut u8 {
-    self.mapping.shared_ptr(self.offset)
-  }
-
-  fn writable(&self) -> bool {
-    self.mapping.access() == Access::ReadWrite
+    self.place.shared_ptr(self.address)
   }
 }
 
@@ -125,7 +120,7 @@ fn resolve(
       &format!("The \"view\" argument must be {expected} over an attached segment"),
     ));
   };
-  let Some(mapping) = Mapping::containing(info.data, info.byte_length) else {
+  let Some(place) = Mapping::place(info.data, info.byte_length) else {
     return Err(throw_code(
       env,
       Kind::Error,
@@ -168,8 +163,16 @@ fn resolve(
       ),
     ));
   }
-  let offset = address - mapping.as_ptr() as usize;
-  Ok(Found { mapping, offset })
+  let found = Found { address, place };
+  // Touch the word before trusting it: a segment another process shrank
+  // faults here, and the fault handler marks the mapping.
+  // SAFETY: an aligned word in a live mapping (found above, and the caller's
+  // view keeps it mapped for this call).
+  let _ = unsafe { ptr::read_volatile(found.shared().cast::<u32>()) };
+  if let Err(error) = found.place.check_shrunk() {
+    return Err(throw_core(env, &error));
+  }
+  Ok(found)
 }
 
 /// The 4-byte word for a call that ends before JavaScript runs again.
@@ -195,7 +198,7 @@ pub(crate) fn mutex_word(
   byte_offset: f64,
 ) -> napi::Result<&AtomicU64> {
   let found = resolve(env, view, byte_offset, MUTEX_BYTES, false)?;
-  if !found.writable() {
+  if !found.place.is_writable() {
     return Err(read_only(env));
   }
   // SAFETY: as in `word`, for an aligned 8-byte word.
@@ -220,7 +223,8 @@ pub(crate) fn shared_word(
   int32_only: bool,
 ) -> napi::Result<SharedWord> {
   let found = resolve(env, view, byte_index, width, int32_only)?;
-  SharedWord::new(&found.mapping, found.offset, width)
+  Mapping::containing(found.address, width)
+    .and_then(|mapping| SharedWord::new(&mapping, found.address - mapping.as_ptr() as usize, width))
     .ok_or_else(|| throw_code(env, Kind::Error, NOT_ATTACHED, "The view was detached"))
 }
 

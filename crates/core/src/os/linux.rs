@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rustix::fs::{self, AtFlags, FallocateFlags, Mode, OFlags, CWD};
+use rustix::fs::{self, AtFlags, FallocateFlags, FileType, Mode, OFlags, CWD};
 use rustix::io::Errno;
 
 use super::posix::{os_error, Handle};
@@ -28,7 +28,18 @@ pub(crate) fn open(os_name: &str, read_only: bool) -> Result<Handle> {
     OFlags::RDWR
   };
   let flags = access | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-  fs::open(path_of(os_name), flags, Mode::empty()).map_err(os_error("shm_open"))
+  let fd = fs::open(path_of(os_name), flags, Mode::empty()).map_err(os_error("shm_open"))?;
+  // Only a regular file is a segment: a directory opens read-only, and a
+  // FIFO or device opened here would map nothing we could use.
+  let stat = fs::fstat(&fd).map_err(os_error("fstat"))?;
+  match FileType::from_raw_mode(stat.st_mode) {
+    FileType::RegularFile => Ok(fd),
+    FileType::Directory => Err(os_error("shm_open")(Errno::ISDIR)),
+    _ => Err(
+      os_error("shm_open")(Errno::INVAL)
+        .with_detail("the name is not a shared memory segment (a FIFO, socket or device)".into()),
+    ),
+  }
 }
 
 /// A segment made but not yet named: only this process can reach it (an
@@ -169,14 +180,16 @@ fn parse_umask(status: &str) -> Option<u32> {
 fn create_via_temporary(size: u64, mode: Mode, reserve: bool) -> Result<Unnamed> {
   static SEQUENCE: AtomicU64 = AtomicU64::new(0);
   let flags = OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-  // Another PID namespace sharing /dev/shm may hold the same temporary name:
-  // an EEXIST here says nothing about the segment, so try the next one.
+  // The name carries 64 random bits, so no other user can take it ahead of
+  // us; an EEXIST here (a collision) says nothing about the segment, so try
+  // another.
   let mut attempts = 0;
   let (temporary, fd) = loop {
     let temporary = format!(
-      "{SHM_DIR}/.named-shm-{}-{}",
+      "{SHM_DIR}/.named-shm-{}-{}-{:016x}",
       rustix::process::getpid().as_raw_nonzero(),
-      SEQUENCE.fetch_add(1, Ordering::Relaxed)
+      SEQUENCE.fetch_add(1, Ordering::Relaxed),
+      unpredictable()
     );
     match fs::open(&temporary, flags, mode) {
       Ok(fd) => break (temporary, fd),
@@ -190,6 +203,19 @@ fn create_via_temporary(size: u64, mode: Mode, reserve: bool) -> Result<Unnamed>
   };
   prepare(&unnamed.fd, size, reserve)?;
   Ok(unnamed)
+}
+
+/// 64 bits no other user can guess: std's randomly seeded hasher (keyed
+/// from the OS's random source once per process, then varied per call).
+fn unpredictable() -> u64 {
+  use std::hash::{BuildHasher, Hasher};
+  let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+  hasher.write_u64(
+    std::time::SystemTime::now()
+      .duration_since(std::time::UNIX_EPOCH)
+      .map_or(0, |elapsed| elapsed.as_nanos() as u64),
+  );
+  hasher.finish()
 }
 
 /// Sets the size (ftruncate(2) zero-fills) and reserves the pages
@@ -268,6 +294,18 @@ pub(crate) fn max_map_count() -> Option<usize> {
 /// Removes the name (shm_unlink(3)).
 pub(crate) fn unlink(os_name: &str) -> Result<()> {
   fs::unlink(path_of(os_name)).map_err(os_error("shm_unlink"))
+}
+
+/// Removes the name `fd` was just published under, after a later step
+/// failed, if the name still holds that very file (another process may have
+/// deleted and recreated it meanwhile).
+pub(crate) fn unlink_created(fd: &Handle, os_name: &str) {
+  let path = path_of(os_name);
+  if let (Ok(ours), Ok(named)) = (fs::fstat(fd), fs::lstat(&path)) {
+    if ours.st_dev == named.st_dev && ours.st_ino == named.st_ino {
+      let _ = fs::unlink(&path);
+    }
+  }
 }
 
 // ---- Waiting on a word (futex(2), futex_waitv(2)) ----

@@ -26,8 +26,18 @@ mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::{
   cpu_count, create_unnamed, liveness, max_map_count, open, publish, reopen_read_only,
-  thread_identity, unlink, wait, wait_any, wake, Unnamed, WAIT_ANY_MAX,
+  thread_identity, unlink, unlink_created, wait, wait_any, wake, Unnamed, WAIT_ANY_MAX,
 };
+
+#[cfg(target_os = "linux")]
+mod sigbus;
+#[cfg(target_os = "linux")]
+pub(crate) use sigbus::catch_faults;
+
+/// Only Linux lets another process shrink a segment under our mappings
+/// (macOS sizes a segment once; Windows never resizes one): nothing to catch.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn catch_faults() {}
 
 #[cfg(all(unix, not(target_os = "linux")))]
 mod macos;
@@ -39,7 +49,29 @@ pub(crate) use macos::{
 #[cfg(target_os = "linux")]
 pub(crate) use posix::size_of;
 #[cfg(unix)]
-pub(crate) use posix::{map, unmap, Handle};
+pub(crate) use posix::{effective_uid, map, ownership_of, unmap, Handle};
+
+/// Windows segments have no owning uid or mode bits.
+#[cfg(windows)]
+pub(crate) fn ownership_of(
+  _handle: &Handle,
+) -> crate::error::Result<Option<crate::segment::Ownership>> {
+  Ok(None)
+}
+
+/// Windows has no uids.
+#[cfg(windows)]
+pub(crate) fn effective_uid() -> Option<u32> {
+  None
+}
+
+/// Removes a name this process just created, after a later step failed.
+/// Only Linux can check that the name still holds our object; elsewhere the
+/// name is removed as it is (Windows names vanish with their last handle).
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn unlink_created(_handle: &Handle, os_name: &str) {
+  let _ = unlink(os_name);
+}
 
 #[cfg(windows)]
 mod windows;

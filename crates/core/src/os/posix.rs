@@ -8,6 +8,7 @@ use rustix::mm::{mmap, munmap, MapFlags, ProtFlags};
 
 use crate::error::{Error, Result};
 use crate::mapping::Access;
+use crate::segment::Ownership;
 
 /// An open POSIX shared memory object.
 pub(crate) type Handle = OwnedFd;
@@ -55,6 +56,20 @@ pub(crate) fn size_of(fd: &Handle) -> Result<u64> {
   Ok(u64::try_from(stat.st_size).unwrap_or(0))
 }
 
+/// Who owns the segment and its permission bits (fstat(2), `st_uid`, `st_mode`).
+pub(crate) fn ownership_of(fd: &Handle) -> Result<Option<Ownership>> {
+  let stat = rustix::fs::fstat(fd).map_err(os_error("fstat"))?;
+  Ok(Some(Ownership {
+    uid: stat.st_uid,
+    mode: (stat.st_mode & 0o777) as u32,
+  }))
+}
+
+/// The user this process acts as (geteuid(2)).
+pub(crate) fn effective_uid() -> Option<u32> {
+  Some(rustix::process::geteuid().as_raw())
+}
+
 /// Turns an errno from `syscall` into an [`Error::Os`].
 pub(crate) fn os_error(syscall: &'static str) -> impl Fn(Errno) -> Error {
   move |errno| Error::Os {
@@ -90,6 +105,7 @@ fn errno_code(errno: Errno) -> &'static str {
     (Errno::NOSYS, "ENOSYS"),
     (Errno::NOTDIR, "ENOTDIR"),
     (Errno::NOTSUP, "ENOTSUP"),
+    (Errno::NXIO, "ENXIO"),
     (Errno::OVERFLOW, "EOVERFLOW"),
     (Errno::PERM, "EPERM"),
     (Errno::ROFS, "EROFS"),
