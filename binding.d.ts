@@ -87,6 +87,19 @@ export interface ChannelLayout {
 export declare function channelMaxMessage(capacity: number): number
 
 /**
+ * What `send` and `receive` return besides a message's offset (which is
+ * never below the 512-byte header, so the two cannot be confused).
+ */
+export declare const enum ChannelOutcome {
+  /** `send`: the message is in the ring. */
+  Sent = 0,
+  /** Nothing could be done within the timeout (the ring stayed full or empty). */
+  TimedOut = 1,
+  /** `receive`: every sender left and the ring is drained. */
+  Ended = 2,
+}
+
+/**
  * Checks that a `SharedMutex` can live at `byteOffset` of `view` (throws
  * the errors its methods would).
  */

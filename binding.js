@@ -841,6 +841,7 @@ module.exports.channelCalls = nativeBinding.channelCalls
 module.exports.channelInit = nativeBinding.channelInit
 module.exports.channelLayout = nativeBinding.channelLayout
 module.exports.channelMaxMessage = nativeBinding.channelMaxMessage
+module.exports.ChannelOutcome = nativeBinding.ChannelOutcome
 module.exports.checkMutex = nativeBinding.checkMutex
 module.exports.deleteSegment = nativeBinding.deleteSegment
 module.exports.ErrorCode = nativeBinding.ErrorCode

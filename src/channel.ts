@@ -3,7 +3,7 @@
 // core (crates/core/src/channel); this file validates, opens the segment,
 // and reads each message where the binding says it lies.
 
-import { channelCalls, channelInit, channelLayout, channelMaxMessage } from '../binding'
+import { ChannelOutcome, channelCalls, channelInit, channelLayout, channelMaxMessage } from '../binding'
 import { illegalConstructor, invalidArgType, invalidThis, libraryError, outOfRange } from './errors'
 import { SharedMemory } from './shared-memory'
 import { waitAsync } from './sync'
@@ -48,9 +48,11 @@ const native = channelCalls()
 type NativeChannel = ReturnType<typeof native.attach>
 const RECEIVER = 0
 const SENDER = 1
-// What `receive` returns besides a payload offset (never below the header's 512).
-const TIMED_OUT = 0
-const ENDED = 1
+// `receive` returns a payload's offset (never below the 512-byte header)
+// or one of the binding's ChannelOutcome codes.
+const TIMED_OUT: number = ChannelOutcome.TimedOut
+const ENDED: number = ChannelOutcome.Ended
+const SENT: number = ChannelOutcome.Sent
 /** How long an async wait sleeps before it asks whether the peer still lives. */
 const LIVENESS_SLICE_MS = 50
 const DEFAULT_CAPACITY = 1 << 20
@@ -204,7 +206,7 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
     const bytes = self.#bytes(data)
     const ms = validateTimeout(timeout, 'timeout')
     self.#throwIfClosed()
-    return native.send(self.#channel, bytes, ms, self.#spin, false) === 0
+    return native.send(self.#channel, bytes, ms, self.#spin, false) === SENT
   }
 
   /**
@@ -220,7 +222,7 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
     for (;;) {
       if (signal?.aborted) throw abortError(signal)
       self.#throwIfClosed()
-      if (native.send(self.#channel, bytes, 0, false, check) === 0) return true
+      if (native.send(self.#channel, bytes, 0, false, check) === SENT) return true
       const left = deadline - performance.now()
       if (left <= 0) return false
       // A sleep that ran its whole slice asks, next time, whether the receiver lives.
@@ -240,7 +242,7 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
   receive(timeout?: number): Buffer | null | undefined {
     const self = Channel.#of(this)
     const at = self.#receive(validateTimeout(timeout, 'timeout'))
-    return at <= ENDED ? Channel.#none(at) : self.#copy(at)
+    return at < LAYOUT.headerBytes ? Channel.#none(at) : self.#copy(at)
   }
 
   /**
@@ -252,7 +254,7 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
   receiveView(timeout?: number): Buffer | null | undefined {
     const self = Channel.#of(this)
     const at = self.#receive(validateTimeout(timeout, 'timeout'))
-    return at <= ENDED ? Channel.#none(at) : self.#lend(at)
+    return at < LAYOUT.headerBytes ? Channel.#none(at) : self.#lend(at)
   }
 
   /**
@@ -268,7 +270,7 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
       if (signal?.aborted) throw abortError(signal)
       self.#throwIfClosed()
       const at = native.receive(self.#channel, 0, false, check)
-      if (at > ENDED) return self.#copy(at)
+      if (at >= LAYOUT.headerBytes) return self.#copy(at)
       if (at === ENDED) return null
       const left = deadline - performance.now()
       if (left <= 0) return undefined

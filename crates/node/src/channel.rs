@@ -25,13 +25,18 @@ use crate::errors::{check, throw_code, throw_core, ErrorCode, Kind, NOT_ATTACHED
 use crate::hot::{args, boolean, number, respond, type_error, Callback};
 use crate::words::timeout;
 
-/// `receive`: nothing within the timeout (a message's offset is never this small).
-const TIMED_OUT: u32 = 0;
-/// `receive`: every sender left and the ring is drained.
-const ENDED: u32 = 1;
-/// `send`: sent; the ring stayed full.
-const SENT: u32 = 0;
-const FULL: u32 = 2;
+/// What `send` and `receive` return besides a message's offset (which is
+/// never below the 512-byte header, so the two cannot be confused).
+#[napi]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChannelOutcome {
+  /// `send`: the message is in the ring.
+  Sent = 0,
+  /// Nothing could be done within the timeout (the ring stayed full or empty).
+  TimedOut = 1,
+  /// `receive`: every sender left and the ring is drained.
+  Ended = 2,
+}
 
 /// Marks the externals that hold a channel, so no other external is taken
 /// for one.
@@ -284,8 +289,8 @@ unsafe extern "C" fn max_message_call(
   }
 }
 
-/// `send(channel, data, timeoutMs, spin, check)`: 0 sent, 2 the ring stayed
-/// full for the timeout. With `check`, a full ring asks at once whether the
+/// `send(channel, data, timeoutMs, spin, check)`: `Sent`, or `TimedOut`
+/// when the ring stayed full for the timeout. With `check`, a full ring asks at once whether the
 /// receiver lives.
 unsafe extern "C" fn send_call(
   raw: sys::napi_env,
@@ -307,16 +312,16 @@ unsafe extern "C" fn send_call(
         .send(src, len, timeout, spin, check)
         .map_err(|e| throw_core(env, &e))?;
       Ok(Some(match sent {
-        Sent::Sent => SENT,
-        Sent::TimedOut => FULL,
-      }))
+        Sent::Sent => ChannelOutcome::Sent,
+        Sent::TimedOut => ChannelOutcome::TimedOut,
+      } as u32))
     })
   }
 }
 
 /// `receive(channel, timeoutMs, spin, check)`: the offset of the next
 /// message's payload in the view (its length is the u32 8 bytes before),
-/// 0 when timed out, 1 at the end.
+/// or `TimedOut`, or `Ended`.
 unsafe extern "C" fn receive_call(
   raw: sys::napi_env,
   info: sys::napi_callback_info,
@@ -335,8 +340,8 @@ unsafe extern "C" fn receive_call(
         .map_err(|e| throw_core(env, &e))?;
       Ok(Some(match received {
         Received::Message(message) => (channel.data_offset() + message.offset) as u32,
-        Received::TimedOut => TIMED_OUT,
-        Received::Ended => ENDED,
+        Received::TimedOut => ChannelOutcome::TimedOut as u32,
+        Received::Ended => ChannelOutcome::Ended as u32,
       }))
     })
   }

@@ -15,7 +15,7 @@ mod views;
 mod words;
 
 pub use channel::{
-  channel_calls, channel_init, channel_layout, channel_max_message, ChannelLayout,
+  channel_calls, channel_init, channel_layout, channel_max_message, ChannelLayout, ChannelOutcome,
 };
 pub use codes::ErrorCode;
 pub use hot::sync_calls;
