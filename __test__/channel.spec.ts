@@ -3,6 +3,7 @@
 // end of the stream, and the codes of every misuse.
 
 import { join } from 'node:path'
+import { Worker } from 'node:worker_threads'
 
 import test from 'ava'
 
@@ -243,4 +244,21 @@ test.serial('a Python receiver (examples/channel-python) gets every message of a
   t.is(result.code, 0, result.stderr)
   t.regex(result.stdout, /^message 0 from node\nmessage 1 from node/)
   t.regex(result.stdout, /message 4999 from node\nreceived 5000\n$/)
+})
+
+test.serial('worker threads: a sender thread and the receiving main thread, each its own liveness', async (t) => {
+  const receiver = fresh(t, { capacity: 1024 })
+  const worker = new Worker(
+    `const { Channel } = require(${JSON.stringify(join(__dirname, '..'))})
+     const { workerData } = require('node:worker_threads')
+     const channel = Channel.open(workerData)
+     for (let i = 0; i < 10000; i++) channel.send(String(i))
+     channel.close()`,
+    { eval: true, workerData: receiver.name },
+  )
+  const got: string[] = []
+  for await (const message of receiver) got.push(message.toString())
+  t.is(got.length, 10000)
+  t.true(got.every((message, i) => message === String(i)))
+  await new Promise((resolve) => worker.once('exit', resolve))
 })
