@@ -52,7 +52,11 @@ export declare class NativeSegment {
   close(): void
 }
 
-/** Ends a pending `waitAsync` or `lockAsync`; its outcome becomes `cancelled`. */
+/**
+ * Asks a pending `waitAsync` or `lockAsync` to end. Its outcome still
+ * comes through the callback: `cancelled`, or whatever it ended with first
+ * (a wake-up or a lock it took is reported, never dropped).
+ */
 export declare function cancelWait(id: number): void
 
 /** The channel calls, as an object of plain functions. */
@@ -221,6 +225,12 @@ export declare const enum SyncOutcome {
    */
   Failed = 7,
 }
+
+/**
+ * How many waiter threads this process runs (busy, or idle until they
+ * retire).
+ */
+export declare function waiterThreads(): number
 
 /**
  * Starts a `waitAsync`: a pending id (> 0), or `-1 - code` when it ends at

@@ -852,4 +852,5 @@ module.exports.osNameOf = nativeBinding.osNameOf
 module.exports.pendingWaits = nativeBinding.pendingWaits
 module.exports.syncCalls = nativeBinding.syncCalls
 module.exports.SyncOutcome = nativeBinding.SyncOutcome
+module.exports.waiterThreads = nativeBinding.waiterThreads
 module.exports.waitWordAsync = nativeBinding.waitWordAsync

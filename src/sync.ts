@@ -27,7 +27,11 @@ export interface WaitOptions {
 
 /** Options of {@link waitAsync} and {@link SharedMutex.lockAsync}. */
 export interface AsyncWaitOptions {
-  /** Aborting it rejects the promise with an `AbortError` and ends the wait. */
+  /**
+   * Aborting it ends the wait: the promise rejects with an `AbortError`,
+   * unless the wait ended first (woken, or the lock taken), in which case it
+   * settles as it would have without the abort.
+   */
   signal?: AbortSignal
   /**
    * Keep the process alive while this wait is pending, as a pending timer
@@ -57,15 +61,16 @@ interface Pending {
   reject(error: Error): void
   /** Removes the abort listener, drops the keep-alive. */
   done(): void
+  /** The signal whose abort cancelled the request (its reason is the cause). */
+  signal: AbortSignal | undefined
 }
 
-/** Promises waiting for the waiter threads, by request id. */
-const pending = new Map<number, Pending>()
 /**
- * Requests whose promise was already rejected by an abort. The native side
- * still reports each of them once; a lock that it took meanwhile is released.
+ * Promises waiting for the waiter threads, by request id. A request leaves
+ * only when the native side reports how it ended, aborted or not: a wake-up
+ * or a lock that came before the abort is reported rather than lost.
  */
-const abandoned = new Map<number, (() => void) | undefined>()
+const pending = new Map<number, Pending>()
 /** This copy's receiver on the native side (`initSync`), once made. */
 let token: number | undefined
 /** Pending waits with `ref: true`; while any, the event loop stays alive. */
@@ -78,23 +83,12 @@ function holdLoop(on: boolean): void {
 
 function settled(id: number, code: SyncOutcome, errorCode: string, message: string, errno: number, syscall: string): void {
   const waiter = pending.get(id)
-  if (waiter === undefined) {
-    const release = abandoned.get(id)
-    abandoned.delete(id)
-    if (release !== undefined && (code === SyncOutcome.Ok || code === SyncOutcome.OwnerDied)) {
-      try {
-        release()
-      } catch {
-        // The view went away meanwhile: the lock went with it.
-      }
-    }
-    return
-  }
+  if (waiter === undefined) return
   pending.delete(id)
   waiter.done()
   if (code <= SyncOutcome.Busy) waiter.resolve(OUTCOMES[code as number] as Outcome)
   else if (code === SyncOutcome.Detached) waiter.reject(libraryError('ERR_SHM_NOT_ATTACHED', 'The view was detached while waiting'))
-  else if (code === SyncOutcome.Cancelled) waiter.reject(abortError(undefined))
+  else if (code === SyncOutcome.Cancelled) waiter.reject(abortError(waiter.signal))
   else {
     const error = libraryError(errorCode as LibraryErrorCode, message)
     // An OS error keeps its errno and syscall, as the synchronous calls' do.
@@ -158,25 +152,23 @@ function validateAsyncOptions(options: unknown): AsyncOptions {
   return { signal, ref }
 }
 
-/** Turns a binding start result (an id, or `-1 - code`) into a promise. */
-function track(started: number, options: AsyncOptions, release?: () => void): Promise<Outcome> {
+/**
+ * Turns a binding start result (an id, or `-1 - code`) into a promise. An
+ * abort asks the waiter thread to stop; the promise settles when it has:
+ * `AbortError` if it stopped first, else the wake-up or lock it got.
+ */
+function track(started: number, options: AsyncOptions): Promise<Outcome> {
   if (started < 0) return Promise.resolve(OUTCOMES[-1 - started])
   const { signal, ref } = options
   if (ref) holdLoop(true)
   return new Promise<Outcome>((resolve, reject) => {
+    const onAbort = (): void => cancelWait(started)
     const done = (): void => {
       signal?.removeEventListener('abort', onAbort)
       if (ref) holdLoop(false)
     }
-    const onAbort = (): void => {
-      pending.delete(started)
-      done()
-      abandoned.set(started, release)
-      cancelWait(started)
-      reject(abortError(signal))
-    }
     signal?.addEventListener('abort', onAbort, { once: true })
-    pending.set(started, { resolve, reject, done })
+    pending.set(started, { resolve, reject, done, signal })
   })
 }
 
@@ -209,8 +201,10 @@ export function wait(view: Int32Array, index: number, value: number, timeout?: n
  * library sleeps on the word. A pending wait does not keep the process
  * alive (like `Atomics.waitAsync`) unless `options.ref` is `true`.
  *
- * Rejects with an `AbortError` when `options.signal` aborts, and with
- * `ERR_SHM_NOT_ATTACHED` if the view is detached meanwhile.
+ * Rejects with an `AbortError` when `options.signal` aborts (unless a
+ * wake-up reached it first: then `'ok'`, so that no wake counted by a
+ * `notify` is lost), and with `ERR_SHM_NOT_ATTACHED` if the view is detached
+ * meanwhile.
  */
 export function waitAsync(
   view: Int32Array,
@@ -230,8 +224,10 @@ export function waitAsync(
 
 /**
  * `Atomics.notify` across processes: wakes up to `count` waiters (default:
- * all) on `view[index]`, in every process attached to the segment. Change
- * the word first: a waiter still spinning sees only changes.
+ * all) on `view[index]`, in every process attached to the segment; `0`
+ * wakes nobody. Change the word first: a waiter still spinning sees only
+ * changes, and so does a `waitAsync` whose wake-up the kernel did not report
+ * (docs/api.md, "How waiting works").
  *
  * @returns how many the OS reports woken: exact on Linux; on macOS 1 for
  *   "all" when someone woke; 0 on Windows, where other processes poll.
@@ -303,18 +299,17 @@ export class SharedMutex {
   /**
    * Locks without blocking the event loop: a waiter thread takes the lock for
    * this thread. Resolves `'ok'`, `'owner-died'` or `'timed-out'`; rejects
-   * with an `AbortError` when `options.signal` aborts (a lock taken at that
-   * very moment is released).
+   * with an `AbortError` when `options.signal` aborts before the lock is
+   * taken. A lock taken first is kept and reported (`'ok'`/`'owner-died'`):
+   * once the promise has rejected, this thread does not hold the lock.
    */
   lockAsync(timeout?: number, options?: AsyncWaitOptions): Promise<LockResult> {
     SharedMutex.#check(this)
     const ms = validateTimeout(timeout)
     const asyncOptions = validateAsyncOptions(options)
     if (asyncOptions.signal?.aborted) return Promise.reject(abortError(asyncOptions.signal))
-    const view = this.#view
-    const byteOffset = this.#byteOffset
-    const started = lockMutexAsync(view, byteOffset, ms, receiver())
-    return track(started, asyncOptions, () => native.unlock(view, byteOffset)) as Promise<LockResult>
+    const started = lockMutexAsync(this.#view, this.#byteOffset, ms, receiver())
+    return track(started, asyncOptions) as Promise<LockResult>
   }
 
   /** Locks if free (or if its owner died); never waits: `'busy'` otherwise. */

@@ -27,25 +27,44 @@
   unsafe_op_in_unsafe_fn,
   clippy::undocumented_unsafe_blocks
 )]
+// Under `--cfg loom` only the SharedMutex and its model build: the model
+// swaps the atomics and the OS futex for loom's (see model.rs).
+#![cfg_attr(loom, allow(dead_code))]
 
 pub mod channel;
 mod error;
+#[cfg(not(loom))]
 mod mapping;
+#[cfg(loom)]
+mod model;
 mod mutex;
+#[cfg(not(loom))]
 mod name;
+#[cfg(not(loom))]
 mod os;
+#[cfg(not(loom))]
 mod ranges;
+#[cfg(not(loom))]
 mod registry;
+#[cfg(not(loom))]
 mod segment;
+#[cfg(not(loom))]
 mod sync;
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod test_support;
+mod wait_turn;
+#[cfg(not(loom))]
 pub mod waiter;
 
 pub use error::{Error, Result};
+#[cfg(not(loom))]
 pub use mapping::{Access, Mapping, Pinned};
 pub use mutex::{LockOutcome, Owner, SharedMutex, MUTEX_BYTES};
+#[cfg(not(loom))]
 pub use name::{Name, Namespace, Platform, MAX_NAME_BYTES};
+#[cfg(not(loom))]
 pub use registry::Place;
+#[cfg(not(loom))]
 pub use segment::{OpenError, OpenOptions, Ownership, Segment, MAX_SIZE};
+#[cfg(not(loom))]
 pub use sync::{notify, wait, SharedWord, WaitOutcome};

@@ -23,11 +23,21 @@
 //! PID namespace are never declared dead.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+#[cfg(loom)]
+use loom::sync::atomic::{AtomicU64, Ordering};
+#[cfg(not(loom))]
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
 use crate::error::{Error, Result};
+// The loom model (model.rs) stands in for the OS: its futex, liveness and
+// thread ids run on loom's scheduler.
+#[cfg(loom)]
+use crate::model::{self as os, Liveness, Spinner, Wake};
+#[cfg(not(loom))]
 use crate::os::{self, Liveness, Wake};
+#[cfg(not(loom))]
 use crate::sync::Spinner;
 
 /// Bytes a mutex takes in the segment.
@@ -83,6 +93,12 @@ impl Owner {
     })
   }
 
+  /// A made-up owner for the model's threads.
+  #[cfg(loom)]
+  pub(crate) fn model(id: u32) -> Owner {
+    Owner { id, stamp: 7 }
+  }
+
   fn word(self, waiters: bool) -> u64 {
     pack(self.id | if waiters { WAITERS } else { 0 }, self.stamp)
   }
@@ -126,6 +142,7 @@ impl<'a> SharedMutex<'a> {
   }
 
   /// The futex half, for the OS to sleep on.
+  #[cfg(not(loom))]
   fn futex(&self) -> &'a AtomicU32 {
     // SAFETY: the lower-addressed 4 bytes of an aligned 8-byte word are an
     // aligned 4-byte word of the same allocation. Only the OS reads through
@@ -190,8 +207,54 @@ impl<'a> SharedMutex<'a> {
   }
 
   /// The futex half, for the waiter threads.
+  #[cfg(not(loom))]
   pub(crate) fn futex_word(&self) -> &'a AtomicU32 {
     self.futex()
+  }
+
+  /// Sleeps while the futex half holds `value`, at most `timeout`.
+  #[cfg(not(loom))]
+  fn sleep(&self, value: u32, timeout: Option<Duration>) -> Result<Wake> {
+    os::wait(self.futex(), value, timeout)
+  }
+
+  /// Wakes one sleeper on the futex half.
+  #[cfg(not(loom))]
+  fn wake_one(&self) -> Result<usize> {
+    os::wake(self.futex(), 1)
+  }
+
+  #[cfg(loom)]
+  fn sleep(&self, value: u32, _timeout: Option<Duration>) -> Result<Wake> {
+    Ok(os::wait(&[(self.word, value)]))
+  }
+
+  #[cfg(loom)]
+  fn wake_one(&self) -> Result<usize> {
+    Ok(os::wake(self.word, 1))
+  }
+
+  /// One turn of a `lockAsync` on its waiter thread: give up if `stop`
+  /// (cancelled, detached), else try to lock for `me` (with `check`, also
+  /// from a dead owner), else give up if `expired`, else say what to sleep
+  /// on. Giving up hands on a wake-up this sleeper may have taken.
+  pub(crate) fn turn(&self, me: Owner, stop: bool, check: bool, expired: bool) -> Turn {
+    if stop {
+      self.pass_on_wake();
+      return Turn::GaveUp;
+    }
+    let seen = match self.attempt(me, true, check) {
+      Attempt::Locked(outcome) => return Turn::Locked(outcome),
+      Attempt::Held(state) => state,
+    };
+    if expired {
+      self.pass_on_wake();
+      return Turn::GaveUp;
+    }
+    if !self.announce_sleeper(seen) {
+      return Turn::Again;
+    }
+    Turn::Sleep(Self::sleep_value(seen))
   }
 
   /// Takes the lock if free, or if its owner died; never waits.
@@ -209,7 +272,16 @@ impl<'a> SharedMutex<'a> {
   /// [`Error::Deadlock`] if this thread holds the lock already: waiting for
   /// itself would never end. An OS error from the wait call.
   pub fn lock(&self, timeout: Option<Duration>, spin: bool) -> Result<LockOutcome> {
-    let me = Owner::current();
+    self.lock_as(Owner::current(), timeout, spin)
+  }
+
+  /// [`SharedMutex::lock`] for `me`.
+  pub(crate) fn lock_as(
+    &self,
+    me: Owner,
+    timeout: Option<Duration>,
+    spin: bool,
+  ) -> Result<LockOutcome> {
     let start = Instant::now();
     let deadline = timeout.and_then(|timeout| start.checked_add(timeout));
     let mut seen = match self.attempt(me, false, false) {
@@ -267,7 +339,7 @@ impl<'a> SharedMutex<'a> {
         continue;
       }
       // Every way a sleep ends leads back to another attempt.
-      let _: Wake = os::wait(self.futex(), Self::sleep_value(seen), Some(remaining))?;
+      let _: Wake = self.sleep(Self::sleep_value(seen), Some(remaining))?;
     }
   }
 
@@ -288,7 +360,7 @@ impl<'a> SharedMutex<'a> {
     // the swap then returns.
     let before = self.word.swap(0, Ordering::Release);
     if unpack(before).0 & WAITERS != 0 {
-      os::wake(self.futex(), 1)?;
+      self.wake_one()?;
     }
     Ok(())
   }
@@ -304,12 +376,25 @@ impl<'a> SharedMutex<'a> {
   pub(crate) fn pass_on_wake(&self) {
     let (state, _) = unpack(self.word.load(Ordering::Acquire));
     if state & ID_MASK == 0 || state & WAITERS != 0 {
-      let _ = os::wake(self.futex(), 1);
+      let _ = self.wake_one();
     }
   }
 }
 
-#[cfg(test)]
+/// What one [`SharedMutex::turn`] decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Turn {
+  /// Locked, with this outcome (`Ok` or `OwnerDied`).
+  Locked(LockOutcome),
+  /// Stopped or expired, without the lock.
+  GaveUp,
+  /// Held: sleep while the futex half holds this value.
+  Sleep(u32),
+  /// The word moved meanwhile: turn again.
+  Again,
+}
+
+#[cfg(all(test, not(loom)))]
 mod tests {
   use super::*;
   use crate::mapping::Access;

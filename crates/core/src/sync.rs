@@ -154,11 +154,16 @@ pub fn wait(
 
 /// Wakes up to `count` waiters on `word` (`u32::MAX`: all) in every
 /// process; returns how many the OS says it woke (Linux counts exactly;
-/// macOS and Windows tell less, see their backends).
+/// macOS and Windows tell less, see their backends). A `count` of 0 wakes
+/// nobody and returns 0 without asking the OS: Linux's `FUTEX_WAKE` would
+/// wake one.
 ///
 /// # Errors
 /// An OS error from the wake call; never for a word held by a [`SharedWord`].
 pub fn notify(word: &AtomicU32, count: u32) -> Result<usize> {
+  if count == 0 {
+    return Ok(0);
+  }
   os::wake(word, count)
 }
 
@@ -331,6 +336,27 @@ mod tests {
       assert_eq!(woken, 1);
       assert_eq!(waiter.join().unwrap().unwrap(), WaitOutcome::Ok);
     }
+  }
+
+  #[test]
+  fn a_notify_of_zero_wakes_nobody() {
+    let (a, b) = two_mappings("zero");
+    let waiter_word = SharedWord::new(&a, 32, 4).unwrap();
+    let waiter = thread::spawn(move || {
+      wait(
+        waiter_word.word(),
+        0,
+        Some(Duration::from_millis(300)),
+        false,
+      )
+    });
+    let word = SharedWord::new(&b, 32, 4).unwrap();
+    // Asked while the waiter sleeps (and before): always 0, and it sleeps on.
+    for _ in 0..100 {
+      assert_eq!(notify(word.word(), 0).unwrap(), 0);
+      thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(waiter.join().unwrap().unwrap(), WaitOutcome::TimedOut);
   }
 
   #[test]

@@ -24,12 +24,18 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::mutex::{Attempt, LockOutcome, Owner, SharedMutex, LIVENESS_SLICE};
+use crate::mutex::{LockOutcome, Owner, SharedMutex, Turn, LIVENESS_SLICE};
 use crate::os::{self, Wake, WakeAny};
 use crate::sync::SharedWord;
+use crate::wait_turn::{wait_turn, WaitTurn};
 
 /// How long a thread-per-wait sleeps before looking for a cancel.
 const SINGLE_SLICE: Duration = Duration::from_millis(50);
+
+/// How long a waiter thread with nothing to wait for stays before it ends
+/// (docs/api.md promises it). A later request starts a new one, which costs
+/// tens of microseconds: far less than a thread parked for good.
+pub const IDLE_RETIREMENT: Duration = Duration::from_secs(1);
 
 /// What a request waits for.
 #[derive(Clone, Copy, Debug)]
@@ -113,59 +119,51 @@ impl Entry {
     let expired = self.deadline.is_some_and(|deadline| now >= deadline);
     match self.job {
       Job::Wait { expected } => {
-        if self.cancelled {
-          Step::Done(AsyncOutcome::Cancelled)
-        } else if self.word.is_detached() {
-          Step::Done(AsyncOutcome::Detached)
-        } else if self.woken || self.word.word().load(Ordering::SeqCst) != expected {
-          Step::Done(AsyncOutcome::Ok)
-        } else if expired {
-          Step::Done(AsyncOutcome::TimedOut)
-        } else {
-          Step::Sleep {
+        let word = &self.word;
+        let changed = || word.word().load(Ordering::SeqCst) != expected;
+        match wait_turn(
+          self.woken,
+          self.cancelled,
+          word.is_detached(),
+          changed,
+          expired,
+        ) {
+          WaitTurn::Woken | WaitTurn::Changed => Step::Done(AsyncOutcome::Ok),
+          WaitTurn::Cancelled => Step::Done(AsyncOutcome::Cancelled),
+          WaitTurn::Detached => Step::Done(AsyncOutcome::Detached),
+          WaitTurn::Expired => Step::Done(AsyncOutcome::TimedOut),
+          WaitTurn::Sleep => Step::Sleep {
             value: expected,
             until: self.deadline,
-          }
+          },
         }
       }
       Job::Lock { owner } => {
         let mutex = SharedMutex::new(self.word.pair());
-        let gave_up = if self.cancelled {
-          Some(AsyncOutcome::Cancelled)
-        } else if self.word.is_detached() {
-          Some(AsyncOutcome::Detached)
-        } else {
-          None
-        };
-        if let Some(outcome) = gave_up {
-          // We may have taken the wake-up an unlock meant for a sleeper.
-          mutex.pass_on_wake();
-          return Step::Done(outcome);
-        }
+        // A cancel is decided under the shard's lock, as this turn is: so a
+        // request cancelled before its turn never takes the lock, and one
+        // that took it reports that, whatever the cancel says later.
+        let stop = self.cancelled || self.word.is_detached();
         let check = self.check_at.is_none_or(|at| now >= at);
-        let seen = match mutex.attempt(owner, true, check) {
-          Attempt::Locked(LockOutcome::OwnerDied) => return Step::Done(AsyncOutcome::OwnerDied),
-          Attempt::Locked(_) => return Step::Done(AsyncOutcome::Ok),
-          Attempt::Held(state) => state,
-        };
+        let turn = mutex.turn(owner, stop, check, expired);
         if check {
           self.check_at = Some(now + LIVENESS_SLICE);
         }
-        if expired {
-          mutex.pass_on_wake();
-          return Step::Done(AsyncOutcome::TimedOut);
-        }
-        self.woken = false;
-        if !mutex.announce_sleeper(seen) {
-          return Step::Again;
-        }
-        let until = match (self.deadline, self.check_at) {
-          (Some(deadline), Some(check)) => Some(deadline.min(check)),
-          (deadline, check) => deadline.or(check),
-        };
-        Step::Sleep {
-          value: SharedMutex::sleep_value(seen),
-          until,
+        match turn {
+          Turn::Locked(LockOutcome::OwnerDied) => Step::Done(AsyncOutcome::OwnerDied),
+          Turn::Locked(_) => Step::Done(AsyncOutcome::Ok),
+          Turn::GaveUp if self.cancelled => Step::Done(AsyncOutcome::Cancelled),
+          Turn::GaveUp if stop => Step::Done(AsyncOutcome::Detached),
+          Turn::GaveUp => Step::Done(AsyncOutcome::TimedOut),
+          Turn::Again => Step::Again,
+          Turn::Sleep(value) => {
+            self.woken = false;
+            let until = match (self.deadline, self.check_at) {
+              (Some(deadline), Some(check)) => Some(deadline.min(check)),
+              (deadline, check) => deadline.or(check),
+            };
+            Step::Sleep { value, until }
+          }
         }
       }
     }
@@ -229,11 +227,19 @@ impl Shard {
         let mut index = 0;
         while index < entries.len() {
           match entries[index].step(now) {
-            Step::Done(outcome) => finished.push((entries.swap_remove(index), outcome)),
+            // `remove`, not `swap_remove`: the oldest request of a word
+            // stays first, and is the one armed for it (below).
+            Step::Done(outcome) => finished.push((entries.remove(index), outcome)),
             Step::Again => {}
             Step::Sleep { value, until: at } => {
               let entry = &entries[index];
-              armed.push((entry.id, Arc::clone(&entry.word), entry.job, value));
+              let futex = Entry::futex(&entry.word, entry.job);
+              let twin = armed.iter().any(|(_, word, job, armed_value)| {
+                *armed_value == value && std::ptr::eq(Entry::futex(word, *job), futex)
+              });
+              if !twin {
+                armed.push((entry.id, Arc::clone(&entry.word), entry.job, value));
+              }
               until = match (until, at) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -243,6 +249,13 @@ impl Shard {
           }
         }
       }
+      // The kernel tells a futex_waitv sleeper only the last (highest) of
+      // the words woken before it runs; the others' wake-ups are lost to
+      // it. So arm each word once (its oldest request; the next one is
+      // armed when that one ends), and waits after locks: a lock request
+      // tries again after any wake-up anyway, so only wake-ups of two
+      // different waited-on words at once can still hide one another.
+      armed.sort_by_key(|(_, _, job, _)| matches!(job, Job::Wait { .. }));
       for (entry, outcome) in finished {
         entry.finish(outcome);
       }
@@ -253,7 +266,11 @@ impl Shard {
           self.pool.forget(&self);
           return;
         }
-        let _ = os::wait(&self.control, seen, None);
+        // Idle: wait for work, and leave the pool if none comes.
+        let idle = os::wait(&self.control, seen, Some(IDLE_RETIREMENT));
+        if matches!(idle, Ok(Wake::TimedOut)) && self.pool.retire(&self) {
+          return;
+        }
         continue;
       }
       let timeout = until.map(|at| at.saturating_duration_since(Instant::now()));
@@ -343,6 +360,18 @@ impl Pool {
 
   fn forget(&self, shard: &Arc<Shard>) {
     self.shards().retain(|s| !Arc::ptr_eq(s, shard));
+  }
+
+  /// Takes an idle `shard` out of the pool; `false` if a request came in
+  /// meanwhile. Requests are only added under the pool's lock, so once this
+  /// returns `true` none ever reaches the shard and its thread may end.
+  fn retire(&self, shard: &Arc<Shard>) -> bool {
+    let mut shards = self.shards();
+    if !shard.entries().is_empty() {
+      return false;
+    }
+    shards.retain(|s| !Arc::ptr_eq(s, shard));
+    true
   }
 
   fn submit(&'static self, request: Request) -> Result<u64> {
@@ -438,6 +467,12 @@ pub fn poke() {
 /// How many requests are pending, over all threads.
 pub fn pending() -> usize {
   pool().shards().iter().map(|s| s.entries().len()).sum()
+}
+
+/// How many waiter threads serve requests or wait idle for some (each ends
+/// [`IDLE_RETIREMENT`] after its last request).
+pub fn threads() -> usize {
+  POOL.get().map_or(0, |pool| pool.shards().len())
 }
 
 #[cfg(test)]

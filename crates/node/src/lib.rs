@@ -22,5 +22,6 @@ pub use hot::sync_calls;
 pub use outcome::SyncOutcome;
 pub use segment::{delete_segment, os_name_of, NativeOpenOptions, NativeSegment};
 pub use sync::{
-  cancel_wait, check_mutex, init_sync, keep_alive, lock_mutex_async, pending_waits, wait_word_async,
+  cancel_wait, check_mutex, init_sync, keep_alive, lock_mutex_async, pending_waits,
+  wait_word_async, waiter_threads,
 };

@@ -176,7 +176,9 @@ pub fn wait_word_async(
   Ok(id as f64)
 }
 
-/// Ends a pending `waitAsync` or `lockAsync`; its outcome becomes `cancelled`.
+/// Asks a pending `waitAsync` or `lockAsync` to end. Its outcome still
+/// comes through the callback: `cancelled`, or whatever it ended with first
+/// (a wake-up or a lock it took is reported, never dropped).
 #[napi]
 pub fn cancel_wait(id: f64) {
   waiter::cancel(id as u64);
@@ -186,6 +188,13 @@ pub fn cancel_wait(id: f64) {
 #[napi]
 pub fn pending_waits() -> u32 {
   u32::try_from(waiter::pending()).unwrap_or(u32::MAX)
+}
+
+/// How many waiter threads this process runs (busy, or idle until they
+/// retire).
+#[napi]
+pub fn waiter_threads() -> u32 {
+  u32::try_from(waiter::threads()).unwrap_or(u32::MAX)
 }
 
 /// Checks that a `SharedMutex` can live at `byteOffset` of `view` (throws
