@@ -3,17 +3,18 @@
 // messages, and a 64-byte ping-pong through two channels.
 //
 //   node benchmark/channel.mjs [scale]   (npm run bench runs it too; scale 1 by default, 0.1 for a smoke run)
+//   node benchmark/channel.mjs pingpong [rounds]   the ping-pong alone
 //
 // Every row is one sender process and one receiver (this process, or for
 // worker_threads one of its threads). The clock starts at the first message
 // received, so process start-up is not counted. Not a test: the numbers
 // depend on the machine and on what else runs on it.
 
-import { fork, spawn } from 'node:child_process'
+import { fork, spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import net from 'node:net'
-import { loadavg, tmpdir } from 'node:os'
+import { cpus, loadavg, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
@@ -157,12 +158,22 @@ async function viaWorker(size, count) {
   return { count: count - 1, elapsed }
 }
 
+/** Whether the two sides of the ping-pong can sit on CPUs 0 and 1, as benchmark/pingpong.mjs puts them. */
+function canPin() {
+  return process.platform === 'linux' && cpus().length >= 2 && spawnSync('taskset', ['-c', '0', 'true']).status === 0
+}
+
 async function pingPong(rounds) {
   const { Channel } = require(ROOT)
   const name = `named-shm-bench-pingpong-${process.pid}`
   const out = Channel.open(name, { create: true, capacity: 4096 })
   const back = Channel.open(`${name}-back`, { create: true, capacity: 4096 })
-  const echo = child(['echo', 0, rounds, name])
+  const pinned = canPin()
+  // This thread (the ping) on CPU 0, the echo on CPU 1: every round pays the same cross-CPU trip.
+  if (pinned) spawnSync('taskset', ['-cp', '0', String(process.pid)])
+  const echo = pinned
+    ? spawn('taskset', ['-c', '1', process.execPath, self, 'sender', 'echo', 0, rounds, name], { stdio: 'inherit' })
+    : child(['echo', 0, rounds, name])
   const message = payload(SMALL)
   const samples = new BigInt64Array(rounds)
   for (let i = 0; i < rounds; i++) {
@@ -176,6 +187,7 @@ async function pingPong(rounds) {
   back.close()
   Channel.delete(name)
   Channel.delete(`${name}-back`)
+  if (pinned) spawnSync('taskset', ['-cp', `0-${cpus().length - 1}`, String(process.pid)])
   const measured = samples.slice(Math.min(2000, rounds >> 2)).sort()
   const at = (q) => Number(measured[Math.floor(measured.length * q)]) / 1000
   return { p50: at(0.5), p99: at(0.99) }
@@ -214,8 +226,11 @@ export async function main(scale = Number(process.argv[2] ?? 1)) {
     console.log()
   }
   const { p50, p99 } = await pingPong(Math.max(1000, Math.round(100_000 * scale)))
-  console.log(`64-byte ping-pong through two channels, spin on: p50 ${p50.toFixed(2)} µs, p99 ${p99.toFixed(2)} µs\n`)
+  console.log(`64-byte ping-pong through two channels, spin on${canPin() ? ', on CPUs 0 and 1' : ''}: p50 ${p50.toFixed(2)} µs, p99 ${p99.toFixed(2)} µs\n`)
 }
 
 if (process.argv[2] === 'sender') await sender(process.argv.slice(3))
-else if (process.argv[1] === self) await main()
+else if (process.argv[2] === 'pingpong') {
+  const { p50, p99 } = await pingPong(Number(process.argv[3] ?? 100_000))
+  console.log(`64-byte ping-pong through two channels: p50 ${p50.toFixed(2)} µs, p99 ${p99.toFixed(2)} µs`)
+} else if (process.argv[1] === self) await main()

@@ -340,6 +340,7 @@ impl Channel {
     let deadline = timeout.and_then(|timeout| start.checked_add(timeout));
     let spinner = Spinner::new(spin, timeout);
     let mut spun = false;
+    let mut slept = false;
     // Unless asked, the first look at the receiver's liveness (a system
     // call) comes after a slice: a ring that is merely full now and then
     // costs none.
@@ -358,6 +359,9 @@ impl Channel {
       let pushed = unsafe { ring.try_push(src, len) };
       lock.unlock()?;
       if pushed? == Push::Sent {
+        if slept {
+          spinner.slept(Some(start.elapsed()));
+        }
         ring.wake_receiver(&OsFutex)?;
         return Ok(Sent::Sent);
       }
@@ -380,6 +384,7 @@ impl Channel {
         return Ok(Sent::TimedOut);
       };
       ring.sleep_for_space(&OsFutex, len, Some(slice(left)))?;
+      slept = true;
     }
   }
 
@@ -414,9 +419,14 @@ impl Channel {
     let deadline = timeout.and_then(|timeout| start.checked_add(timeout));
     let spinner = Spinner::new(spin, timeout);
     let mut spun = false;
+    let mut slept = false;
     let mut next_check = if check { start } else { start + LIVENESS_SLICE };
     loop {
       if let Some(message) = ring.peek()? {
+        if slept {
+          // Teach the spin how long the answer took (see sync.rs).
+          spinner.slept(Some(start.elapsed()));
+        }
         self.pending = Some(message.next);
         return Ok(Received::Message(message));
       }
@@ -438,6 +448,9 @@ impl Channel {
         }
       }
       let Some(left) = remaining(deadline) else {
+        if slept {
+          spinner.slept(None);
+        }
         return Ok(Received::TimedOut);
       };
       if !spun {
@@ -448,6 +461,7 @@ impl Channel {
         }
       }
       ring.sleep_for_data(&OsFutex, Some(slice(left)))?;
+      slept = true;
     }
   }
 
