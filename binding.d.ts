@@ -32,8 +32,12 @@ export declare class NativeSegment {
   get created(): boolean
   /** Whether `close()` has run. */
   get closed(): boolean
-  /** Maps the segment and returns an `ArrayBuffer` over it (`PR_AttachSharedMemory`). */
-  attach(readOnly: boolean): ArrayBuffer
+  /**
+   * Maps the segment and returns an `ArrayBuffer` over it (`PR_AttachSharedMemory`):
+   * an external buffer where the runtime allows them, else (or with
+   * `in_heap`) the segment mapped over a WebAssembly memory's buffer.
+   */
+  attach(readOnly: boolean, inHeap?: boolean | undefined | null): ArrayBuffer
   /**
    * Unmaps the attachment whose `ArrayBuffer` is `buffer` and detaches it
    * (`PR_DetachSharedMemory`).
@@ -63,10 +67,11 @@ export declare function cancelWait(id: number): void
 export declare function channelCalls(): { attach(view: Uint8Array): object; capacity(channel: object): number; maxMessage(channel: object): number; send(channel: object, data: Uint8Array, timeoutMs: number, spin: boolean, check: boolean): number; receive(channel: object, timeoutMs: number, spin: boolean, check: boolean): number; beginWait(channel: object, side: number, length: number): number | undefined; endWait(channel: object, side: number): void; close(channel: object): void }
 
 /**
- * Writes a new channel's header into `view`, the segment being created
- * (`open`'s `init`, before the name is published).
+ * The first bytes of a new channel's header, for `open`'s `init` to write
+ * before the name is published (in any runtime: `init` may be handed a
+ * copy that is written back).
  */
-export declare function channelInit(view: Uint8Array, capacity: number, maxMessage: number): void
+export declare function channelHeader(capacity: number, maxMessage: number): Buffer
 
 /** The numbers of the channel layout (docs/channel-layout.md). */
 export declare function channelLayout(): ChannelLayout
@@ -134,8 +139,13 @@ export declare const enum ErrorCode {
   ERR_SHM_READ_ONLY = 'ERR_SHM_READ_ONLY',
   /** Open-or-create found a segment another user owns. */
   ERR_SHM_FOREIGN_OWNER = 'ERR_SHM_FOREIGN_OWNER',
-  /** The runtime forbids external buffers (Electron >= 21). */
+  /**
+   * The runtime forbids external buffers (Electron >= 21) and no in-heap
+   * view is possible either (Windows, no WebAssembly).
+   */
   ERR_SHM_EXTERNAL_BUFFERS = 'ERR_SHM_EXTERNAL_BUFFERS',
+  /** `attach({ inHeap: true })` where in-heap views cannot be made. */
+  ERR_SHM_IN_HEAP_UNSUPPORTED = 'ERR_SHM_IN_HEAP_UNSUPPORTED',
   /** `init` detached or transferred its view. */
   ERR_SHM_INIT_DETACHED = 'ERR_SHM_INIT_DETACHED',
   /** `unlock()` by a thread that does not hold the mutex. */
@@ -237,3 +247,23 @@ export declare function waiterThreads(): number
  * once (`not-equal`, or `timed-out` for a zero timeout).
  */
 export declare function waitWordAsync(view: Int32Array, index: number, expected: number, timeoutMs: number, token: number): number
+
+/** What this runtime gives `attach()`. */
+export declare function zeroCopy(): ZeroCopy
+
+/** What `attach()` gives in this runtime (`SharedMemory.zeroCopy`). */
+export declare const enum ZeroCopy {
+  /** A buffer over the process's own mapping of the segment (Node, Bun, Deno). */
+  External = 'external',
+  /**
+   * The segment mapped over a WebAssembly memory V8 allocated (Electron on
+   * Linux and macOS, or `NAMED_SHM_FORCE_IN_HEAP=1`).
+   */
+  InHeap = 'in-heap',
+  /**
+   * No zero-copy view: `attach()` throws `ERR_SHM_EXTERNAL_BUFFERS`, and
+   * `read`, `readInto` and `write` copy (Electron on Windows, or without
+   * WebAssembly, as under `--jitless`).
+   */
+  Copy = 'copy',
+}

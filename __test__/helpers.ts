@@ -153,3 +153,45 @@ export function jsonLines<T = Record<string, unknown>>(stdout: string): T[] {
     .filter((line) => line.startsWith('{'))
     .map((line) => JSON.parse(line) as T)
 }
+
+/**
+ * Whether this run's views are in-heap: the segment mapped over a WebAssembly
+ * memory, as in Electron (NAMED_SHM_FORCE_IN_HEAP=1 runs the suite that way).
+ */
+export const IN_HEAP = SharedMemory.zeroCopy === 'in-heap'
+
+/** The byteLength of a view's ArrayBuffer for a segment of `size` bytes: whole 64 KiB pages in-heap. */
+export function bufferLength(size: number): number {
+  return IN_HEAP ? Math.ceil(size / 65536) * 65536 : size
+}
+
+/**
+ * Asserts that `view` was detached: it has no bytes left or, in-heap (where
+ * a WebAssembly memory's buffer cannot be detached), every byte it shows is
+ * zero again. Tests write something first, so that zeros say something.
+ */
+export function assertDetached(t: ExecutionContext, view: ArrayBufferView, what = 'the view', inHeap = IN_HEAP): void {
+  if (!inHeap) {
+    t.is(view.byteLength, 0, `${what} has length 0`)
+    return
+  }
+  const bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength)
+  t.true(view.byteLength > 0 && bytes.every((byte) => byte === 0), `${what} reads zeros`)
+}
+
+/**
+ * GiB of address space this process holds reserved but inaccessible in
+ * regions of 1 GiB or more: in Node, the guard regions of WebAssembly
+ * memories, 8 to 10 GiB for each in-heap view until V8 frees it.
+ */
+export function reservedGiB(): number {
+  let bytes = 0
+  for (const line of readFileSync('/proc/self/maps', 'utf8').split('\n')) {
+    const [range, permissions, , , inode] = line.split(/\s+/)
+    if (permissions !== '---p' || inode !== '0') continue
+    const [start, end] = range.split('-').map((hex) => BigInt(`0x${hex}`))
+    const size = Number(end - start)
+    if (size >= 2 ** 30) bytes += size
+  }
+  return Math.floor(bytes / 2 ** 30)
+}

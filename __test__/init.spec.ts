@@ -8,6 +8,7 @@ import { join } from 'node:path'
 
 import test from 'ava'
 
+import { NativeSegment } from '../binding'
 import { SharedMemory, SharedMutex } from '../index'
 import { deleteAtEnd, jsonLines, PACKAGE_ROOT, runFixture, runNode, uniqueName } from './helpers'
 
@@ -173,6 +174,14 @@ test('init is checked like every option', (t) => {
   t.throws(() => SharedMemory.open(name, 4096, { create: true, init: 'header' as never }), { code: 'ERR_INVALID_ARG_TYPE' })
   t.throws(() => SharedMemory.open(name, 4096, { init: () => {} }), { code: 'ERR_INVALID_ARG_VALUE', message: /create/ })
   t.false(exists(name))
+})
+
+test('the binding called directly with an init that is not a function: a coded error, nothing published', (t) => {
+  const name = uniqueName('init-binding')
+  const options = { create: true, exclusive: false, mode: 0o600, readOnly: false, reserve: true, global: false }
+  t.throws(() => NativeSegment.open(name, 64, options, 42 as never), { code: 'ERR_INVALID_ARG_TYPE' })
+  t.false(exists(name))
+  t.deepEqual(traces(name), [])
 })
 
 test('init opening the same name: not found without create; with create the inner open publishes and the outer opens it', (t) => {

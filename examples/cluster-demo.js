@@ -6,9 +6,14 @@
 // segment, not through the IPC channel. The primary prints what each saw and
 // how many bytes went through shared memory, then deletes the segment.
 //
+// Every process opens the segment the same way, open-or-create with an
+// `init` that writes the header; whichever comes first creates it, and no
+// one can open it before the header is complete (`shm.created` says who did).
+//
 // Layout of the segment (one page of reports, then one slice per worker):
 //   [0, 4096)                  reports: what worker w saw in slice s;
-//                              words 1000.. synchronise the phases
+//                              words 1000.. synchronise the phases;
+//                              words 1020, 1021: magic and layout version
 //   [4096 + w * SLICE, + SLICE) worker w's slice, 32-bit words
 
 const cluster = require('node:cluster')
@@ -20,6 +25,30 @@ const HEADER = 4096
 const REPORT_WORDS = 6 // ok, bad, first bad index, first three words seen
 const SIZE = HEADER + WORKERS * SLICE
 const TIMEOUT_MS = 30_000
+
+const MAGIC = 0x6e73686d // 'nshm'
+const VERSION = 1
+const HEADER_WORD = 1020 // magic, then version
+
+/**
+ * Opens the demo's segment, creating it if no one has: `init` writes the
+ * header before the name is published, so every opener finds it complete.
+ */
+function openSegment(name) {
+  const shm = SharedMemory.open(name, SIZE, {
+    create: true,
+    init(view) {
+      const words = new Uint32Array(view.buffer, view.byteOffset, HEADER / 4)
+      words[HEADER_WORD + 1] = VERSION
+      words[HEADER_WORD] = MAGIC
+    },
+  })
+  const words = new Uint32Array(shm.read(0, HEADER).buffer)
+  if (words[HEADER_WORD] !== MAGIC || words[HEADER_WORD + 1] !== VERSION) {
+    throw new Error(`segment ${shm.osName} has no demo header`)
+  }
+  return shm
+}
 
 /** Worker w's pattern: word k is 0xA?000000 + k, e.g. a2000000 a2000001 … */
 const expected = (worker, k) => ((0xa1 + worker) * 0x1000000 + k) >>> 0
@@ -93,7 +122,7 @@ const sync = {
 
 async function runWorker() {
   const index = Number(process.env.DEMO_WORKER)
-  const shm = SharedMemory.open(process.env.DEMO_SEGMENT, 0) // 0: the segment's own size
+  const shm = openSegment(process.env.DEMO_SEGMENT)
   const view = shm.attach()
   sync.use(view)
 
@@ -128,7 +157,7 @@ function exited(worker) {
 
 async function runPrimary() {
   const name = `named-shm-demo-${process.pid}`
-  const shm = SharedMemory.open(name, SIZE, { create: true, exclusive: true })
+  const shm = openSegment(name)
   const syncView = shm.attach()
   sync.use(syncView)
   const workers = []
@@ -139,6 +168,7 @@ async function runPrimary() {
   }, TIMEOUT_MS)
   try {
     console.log(`primary ${process.pid}: segment ${shm.osName}, ${SIZE} bytes, ${WORKERS} workers`)
+    console.log(`primary ${shm.created ? 'created it and wrote its header in init' : 'found it already made'}`)
     for (let index = 0; index < WORKERS; index += 1) {
       workers.push(cluster.fork({ DEMO_SEGMENT: name, DEMO_WORKER: String(index) }))
     }

@@ -3,7 +3,7 @@
 // core (crates/core/src/channel); this file validates, opens the segment,
 // and reads each message where the binding says it lies.
 
-import { ChannelOutcome, channelCalls, channelInit, channelLayout, channelMaxMessage } from '../binding'
+import { ChannelOutcome, channelCalls, channelHeader, channelLayout, channelMaxMessage } from '../binding'
 import { illegalConstructor, invalidArgType, invalidThis, libraryError, outOfRange } from './errors'
 import { SharedMemory } from './shared-memory'
 import { waitAsync } from './sync'
@@ -164,7 +164,8 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
     if (create) {
       // The header is written before the name is published: no opener ever
       // sees a segment that is not yet a channel.
-      const init = (view: Buffer): void => channelInit(view, capacity, maxMessage)
+      const header = channelHeader(capacity, maxMessage)
+      const init = (view: Buffer): void => void view.set(header)
       try {
         shm = SharedMemory.open(name, LAYOUT.headerBytes + capacity, { create: true, exclusive: true, mode, init })
       } catch (error) {

@@ -12,8 +12,11 @@ export type LibraryErrorCode = `${ErrorCode}`
 
 /** An error from this package: `code` always; `errno` and `syscall` when the OS refused. */
 export interface SharedMemoryError extends Error {
+  /** A {@link LibraryErrorCode}, or the errno name of an OS error (`ENOENT`, `EACCES`, ...). */
   code: LibraryErrorCode | (string & {})
+  /** OS errors: the errno value, negative as in Node (`-2` for `ENOENT` on Linux). */
   errno?: number
+  /** OS errors: the call that failed (`shm_open`, `mmap`, `CreateFileMappingW`, ...). */
   syscall?: string
 }
 

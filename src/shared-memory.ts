@@ -2,7 +2,7 @@
 
 import { kMaxLength } from 'node:buffer'
 
-import { NativeSegment, deleteSegment, osNameOf } from '../binding'
+import { NativeSegment, deleteSegment, osNameOf, zeroCopy, type ZeroCopy } from '../binding'
 import { illegalConstructor, invalidArgType, invalidArgValue, invalidThis, libraryError, outOfRange } from './errors'
 import {
   booleanOption,
@@ -59,6 +59,12 @@ export interface AttachOptions {
    * Default: the handle's `readOnly`.
    */
   readOnly?: boolean
+  /**
+   * Map the segment over a WebAssembly memory V8 allocated (an in-heap view)
+   * even where external buffers work. `attach()` does so by itself where the
+   * runtime refuses them (Electron). Linux and macOS only. Default `false`.
+   */
+  inHeap?: boolean
 }
 
 /** Options of {@link SharedMemory.delete} and {@link SharedMemory.osNameOf}. */
@@ -209,6 +215,17 @@ export class SharedMemory implements Disposable {
     return osNameOf(name, globalOption(options))
   }
 
+  /**
+   * What `attach()` gives in this runtime: `'external'` (a Buffer over this
+   * process's own mapping: Node, Bun, Deno), `'in-heap'` (the segment mapped
+   * over a WebAssembly memory: Electron on Linux and macOS) or `'copy'` (no
+   * zero-copy view: `attach()` throws `ERR_SHM_EXTERNAL_BUFFERS`; use `read`,
+   * `readInto` and `write`).
+   */
+  static get zeroCopy(): `${ZeroCopy}` {
+    return zeroCopy()
+  }
+
   /** Whether {@link SharedMemory.close} has run. */
   get closed(): boolean {
     return SharedMemory.#of(this).closed
@@ -224,8 +241,9 @@ export class SharedMemory implements Disposable {
    */
   attach(options?: AttachOptions): Buffer {
     const native = SharedMemory.#of(this)
-    const given = validateOptions(options, ['readOnly'])
+    const given = validateOptions(options, ['readOnly', 'inHeap'])
     const readOnly = booleanOption(given, 'readOnly', this.readOnly)
+    const inHeap = booleanOption(given, 'inHeap', false)
     SharedMemory.#throwIfClosed(native)
     if (this.size > kMaxLength) {
       throw outOfRange(
@@ -234,7 +252,8 @@ export class SharedMemory implements Disposable {
         this.size,
       )
     }
-    return Buffer.from(native.attach(readOnly))
+    // An in-heap view's ArrayBuffer is whole 64 KiB pages: the segment first.
+    return Buffer.from(native.attach(readOnly, inHeap), 0, this.size)
   }
 
   /**

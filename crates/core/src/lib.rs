@@ -42,6 +42,8 @@ mod mutex;
 mod name;
 #[cfg(not(loom))]
 mod os;
+#[cfg(all(unix, not(loom)))]
+mod overlay;
 #[cfg(not(loom))]
 mod ranges;
 #[cfg(not(loom))]

@@ -58,6 +58,11 @@ pub struct Mapping {
   /// no other process's futex, and a futex wait would even copy the page,
   /// cutting the view off from later writes by others. Unmapped with the view.
   alias: Option<*mut u8>,
+  /// For an overlay (`overlay.rs`): how many bytes of someone else's memory
+  /// the segment is mapped over, from `base`; it always has an alias too,
+  /// where its words are waited on. Retiring it puts zero pages back at
+  /// once, and its owner frees the range; pins hold only the alias.
+  overlay: Option<usize>,
   /// Slots of `base` and `alias` in the signal-safe table of ranges, where
   /// the SIGBUS handler marks a fault past the segment's end.
   slots: [usize; 2],
@@ -116,6 +121,37 @@ impl Mapping {
     access: Access,
     alias: Option<*mut u8>,
   ) -> Arc<Mapping> {
+    Mapping::register(ptr, len, access, alias, None)
+  }
+
+  /// Takes ownership of the segment mapped over `pages` bytes at `ptr` that
+  /// someone else owns (`overlay.rs`), and of `alias`, a mapping of our own
+  /// of the same bytes where its words are waited on; registers both.
+  #[cfg(unix)]
+  pub(crate) fn overlay(
+    ptr: *mut u8,
+    len: usize,
+    pages: usize,
+    access: Access,
+    alias: *mut u8,
+  ) -> Arc<Mapping> {
+    // The owner hands a range out again only once it freed it: an entry
+    // still there is an overlay whose memory was freed before its owner's
+    // finalizer forgot it. Forget it now, without touching the memory.
+    for stale in registry::overlapping(ptr as usize, pages) {
+      // SAFETY: the owner freed its memory, so nothing reaches it as `stale`.
+      unsafe { stale.forget_overlay() };
+    }
+    Mapping::register(ptr, len, access, Some(alias), Some(pages))
+  }
+
+  fn register(
+    ptr: *mut u8,
+    len: usize,
+    access: Access,
+    alias: Option<*mut u8>,
+    overlay: Option<usize>,
+  ) -> Arc<Mapping> {
     os::catch_faults();
     Arc::new_cyclic(|owner| {
       let writable = access == Access::ReadWrite;
@@ -131,10 +167,17 @@ impl Mapping {
         len,
         access,
         alias,
+        overlay,
         slots,
         state: AtomicUsize::new(0),
       }
     })
+  }
+
+  /// Whether the segment is mapped over memory someone else owns (an
+  /// in-heap view), rather than at an address of its own.
+  pub fn is_overlay(&self) -> bool {
+    self.overlay.is_some()
   }
 
   /// Whether a page of this mapping lay past the end of the segment when it
@@ -351,6 +394,40 @@ impl Mapping {
     if before & RETIRED != 0 {
       return;
     }
+    #[cfg(unix)]
+    if let Some(pages) = self.overlay {
+      registry::remove(self.base as usize, self);
+      // SAFETY: the caller holds the owner's memory alive for this call
+      // (the binding holds the WebAssembly memory's buffer). Pins hold only
+      // the alias, so this cannot wait for them. Should the kernel refuse,
+      // the overlay stays until the owner frees the range: views keep
+      // showing the segment, and nothing faults.
+      let _ = unsafe { os::zero_over(self.base, pages) };
+    }
+    self.retired(before);
+  }
+
+  /// Forgets an overlay whose memory its owner already took back (the
+  /// garbage collector freed the WebAssembly memory), without touching that
+  /// memory, which may hold something else by now; its alias goes as in
+  /// [`Mapping::unmap`]. On a mapping of our own it is [`Mapping::unmap`].
+  ///
+  /// # Safety
+  /// As [`Mapping::unmap`].
+  pub unsafe fn forget_overlay(&self) {
+    if self.overlay.is_none() {
+      // SAFETY: the caller's contract.
+      return unsafe { self.unmap() };
+    }
+    let before = self.state.fetch_or(RETIRED, Ordering::AcqRel);
+    if before & RETIRED == 0 {
+      registry::remove(self.base as usize, self);
+      self.retired(before);
+    }
+  }
+
+  /// After retiring: unmaps now, or lets the last pin do it.
+  fn retired(&self, before: usize) {
     if before < PIN {
       self.release();
     } else {
@@ -368,15 +445,19 @@ impl Mapping {
     }
     // Out of the registry first: once unmapped, the address may be handed
     // to a new mapping at any moment.
-    registry::remove(self.base as usize);
-    if let Some(alias) = self.alias {
-      registry::remove(alias as usize);
+    if self.overlay.is_none() {
+      registry::remove(self.base as usize, self);
     }
-    // SAFETY: `base`, `alias` and `len` came from `os::map`; the RELEASED
-    // flag hands them to exactly one caller, after retirement and with no
-    // pin left.
+    if let Some(alias) = self.alias {
+      registry::remove(alias as usize, self);
+    }
+    // SAFETY: `base` (unless an overlay, put back when retired), `alias`
+    // and `len` came from `os::map`; the RELEASED flag hands them to exactly
+    // one caller, after retirement and with no pin left.
     unsafe {
-      os::unmap(self.base, self.len);
+      if self.overlay.is_none() {
+        os::unmap(self.base, self.len);
+      }
       if let Some(alias) = self.alias {
         os::unmap(alias, self.len);
       }

@@ -9,6 +9,7 @@
 //! `SharedMutex` (which mapping holds this word?).
 
 use std::collections::BTreeMap;
+use std::ptr;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
 use crate::error::{Error, Result};
@@ -155,15 +156,37 @@ pub(crate) fn insert(
   slots
 }
 
-/// Forgets the mapping at `start`, about to be unmapped.
-pub(crate) fn remove(start: usize) {
+/// Forgets the mapping at `start`, about to be unmapped, if `owner` still
+/// holds it (an overlay's entry may already be a newer overlay's).
+pub(crate) fn remove(start: usize, owner: &Mapping) {
   let mut registry = write();
-  if let Some(entry) = registry.map.remove(&start) {
+  let owned = registry
+    .map
+    .get(&start)
+    .is_some_and(|entry| ptr::eq(entry.owner.as_ptr(), owner));
+  if let Some(entry) = owned.then(|| registry.map.remove(&start)).flatten() {
     if entry.slot != NO_SLOT {
       ranges::release(entry.slot);
       registry.free_slots.push(entry.slot);
     }
   }
+}
+
+/// The live mappings with a view (not an alias) overlapping
+/// `[addr, addr + len)`, which must be overlays whose owner freed and
+/// reused their memory (see `Mapping::overlay`).
+#[cfg(unix)]
+pub(crate) fn overlapping(addr: usize, len: usize) -> Vec<Arc<Mapping>> {
+  let end = addr.saturating_add(len);
+  let registry = read();
+  let first = at_or_before(&registry.map, addr).map_or(addr, |(start, _)| start);
+  registry
+    .map
+    .range(first..end)
+    .filter(|(&start, entry)| !entry.alias && start.saturating_add(entry.len) > addr)
+    .filter_map(|(_, entry)| entry.owner.upgrade())
+    .filter(|mapping| mapping.is_overlay())
+    .collect()
 }
 
 /// How many OS mappings this process holds (aliases included).

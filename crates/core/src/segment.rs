@@ -236,6 +236,12 @@ impl Segment {
     map_handle(&self.handle, &self.name, self.size, access)
   }
 
+  /// The open OS object and what `map` checks first (`overlay.rs`).
+  #[cfg(unix)]
+  pub(crate) fn parts(&self) -> (&os::Handle, &Name, u64, bool) {
+    (&self.handle, &self.name, self.size, self.read_only)
+  }
+
   /// What a fault in a mapping of this segment meant ([`Mapping::was_shrunk`]):
   /// [`Error::Size`] if another process shrank the segment below `size()`,
   /// else `ENOSPC`: tmpfs had no page to give (a segment made with
@@ -311,26 +317,8 @@ fn check_options(size: u64, options: &OpenOptions) -> Result<()> {
 
 /// Maps `size` bytes of `handle`, the segment `name`.
 fn map_handle(handle: &os::Handle, name: &Name, size: u64, access: Access) -> Result<Arc<Mapping>> {
-  let actual = os::size_of(handle)?;
-  if actual < size {
-    return Err(Error::Size {
-      name: name.os_name().to_owned(),
-      requested: size,
-      actual,
-    });
-  }
-  let len = usize::try_from(size).map_err(|_| {
-    Error::InvalidArgument(format!(
-      "A segment of {size} bytes does not fit this process's address space"
-    ))
-  })?;
   let needed = if access == Access::CopyOnWrite { 2 } else { 1 };
-  if let Some(limit) = os::max_map_count() {
-    let held = Mapping::count();
-    if held + needed > mapping_budget(limit) {
-      return Err(Error::too_many_mappings(held, limit).for_name(name.os_name()));
-    }
-  }
+  let len = mappable_len(handle, name, size, needed)?;
   let map = |access| os::map(handle, len, access).map_err(|e| e.for_name(name.os_name()));
   let ptr = map(access)?;
   let alias = if access == Access::CopyOnWrite {
@@ -346,6 +334,37 @@ fn map_handle(handle: &os::Handle, name: &Name, size: u64, access: Access) -> Re
     None
   };
   Ok(Mapping::new(ptr, len, access, alias))
+}
+
+/// What every mapping of `size` bytes of `handle` checks first: the object
+/// is that long (else pages past its end would fault), the length fits this
+/// process, and `needed` more mappings keep within the budget.
+pub(crate) fn mappable_len(
+  handle: &os::Handle,
+  name: &Name,
+  size: u64,
+  needed: usize,
+) -> Result<usize> {
+  let actual = os::size_of(handle)?;
+  if actual < size {
+    return Err(Error::Size {
+      name: name.os_name().to_owned(),
+      requested: size,
+      actual,
+    });
+  }
+  let len = usize::try_from(size).map_err(|_| {
+    Error::InvalidArgument(format!(
+      "A segment of {size} bytes does not fit this process's address space"
+    ))
+  })?;
+  if let Some(limit) = os::max_map_count() {
+    let held = Mapping::count();
+    if held + needed > mapping_budget(limit) {
+      return Err(Error::too_many_mappings(held, limit).for_name(name.os_name()));
+    }
+  }
+  Ok(len)
 }
 
 /// One creating `open`: the segment it made and initialized, kept across the

@@ -14,7 +14,7 @@ use std::ffi::{c_void, CStr};
 use std::ptr;
 use std::sync::Arc;
 
-use napi::bindgen_prelude::Uint8ArraySlice;
+use napi::bindgen_prelude::Buffer;
 use napi::{sys, Env};
 use napi_derive::napi;
 
@@ -95,15 +95,11 @@ fn mapping_of(env: &Env, addr: usize, len: usize) -> napi::Result<Arc<Mapping>> 
   })
 }
 
-/// Writes a new channel's header into `view`, the segment being created
-/// (`open`'s `init`, before the name is published).
+/// The first bytes of a new channel's header, for `open`'s `init` to write
+/// before the name is published (in any runtime: `init` may be handed a
+/// copy that is written back).
 #[napi]
-pub fn channel_init(
-  env: Env,
-  view: Uint8ArraySlice<'_>,
-  capacity: f64,
-  max_message: f64,
-) -> napi::Result<()> {
+pub fn channel_header(env: Env, capacity: f64, max_message: f64) -> napi::Result<Buffer> {
   let geometry = Geometry::new(capacity as usize, max_message as usize).map_err(|why| {
     throw_code(
       &env,
@@ -112,8 +108,7 @@ pub fn channel_init(
       &format!("The channel's shape is out of range: {why}"),
     )
   })?;
-  let mapping = mapping_of(&env, view.as_ptr() as usize, view.len())?;
-  Channel::initialize(&mapping, geometry).map_err(|e| throw_core(&env, &e))
+  Ok(geometry.header_start().to_vec().into())
 }
 
 /// The channel calls, as an object of plain functions.

@@ -30,8 +30,11 @@ pub enum ErrorCode {
   ERR_SHM_READ_ONLY,
   /// Open-or-create found a segment another user owns.
   ERR_SHM_FOREIGN_OWNER,
-  /// The runtime forbids external buffers (Electron >= 21).
+  /// The runtime forbids external buffers (Electron >= 21) and no in-heap
+  /// view is possible either (Windows, no WebAssembly).
   ERR_SHM_EXTERNAL_BUFFERS,
+  /// `attach({ inHeap: true })` where in-heap views cannot be made.
+  ERR_SHM_IN_HEAP_UNSUPPORTED,
   /// `init` detached or transferred its view.
   ERR_SHM_INIT_DETACHED,
   /// `unlock()` by a thread that does not hold the mutex.
@@ -67,6 +70,7 @@ impl ErrorCode {
       ErrorCode::ERR_SHM_READ_ONLY => "ERR_SHM_READ_ONLY",
       ErrorCode::ERR_SHM_FOREIGN_OWNER => "ERR_SHM_FOREIGN_OWNER",
       ErrorCode::ERR_SHM_EXTERNAL_BUFFERS => "ERR_SHM_EXTERNAL_BUFFERS",
+      ErrorCode::ERR_SHM_IN_HEAP_UNSUPPORTED => "ERR_SHM_IN_HEAP_UNSUPPORTED",
       ErrorCode::ERR_SHM_INIT_DETACHED => "ERR_SHM_INIT_DETACHED",
       ErrorCode::ERR_SHM_NOT_OWNER => "ERR_SHM_NOT_OWNER",
       ErrorCode::ERR_SHM_DEADLOCK => "ERR_SHM_DEADLOCK",
@@ -120,6 +124,7 @@ mod tests {
       ErrorCode::ERR_SHM_READ_ONLY,
       ErrorCode::ERR_SHM_FOREIGN_OWNER,
       ErrorCode::ERR_SHM_EXTERNAL_BUFFERS,
+      ErrorCode::ERR_SHM_IN_HEAP_UNSUPPORTED,
       ErrorCode::ERR_SHM_INIT_DETACHED,
       ErrorCode::ERR_SHM_NOT_OWNER,
       ErrorCode::ERR_SHM_DEADLOCK,

@@ -12,6 +12,7 @@ pub use crate::codes::ErrorCode;
 pub const CLOSED: ErrorCode = ErrorCode::ERR_SHM_CLOSED;
 pub const NOT_ATTACHED: ErrorCode = ErrorCode::ERR_SHM_NOT_ATTACHED;
 pub const EXTERNAL_BUFFERS: ErrorCode = ErrorCode::ERR_SHM_EXTERNAL_BUFFERS;
+pub const IN_HEAP_UNSUPPORTED: ErrorCode = ErrorCode::ERR_SHM_IN_HEAP_UNSUPPORTED;
 pub const OUT_OF_RANGE: ErrorCode = ErrorCode::ERR_OUT_OF_RANGE;
 pub const INIT_DETACHED: ErrorCode = ErrorCode::ERR_SHM_INIT_DETACHED;
 pub const INVALID_ARG_TYPE: ErrorCode = ErrorCode::ERR_INVALID_ARG_TYPE;

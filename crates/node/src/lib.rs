@@ -6,8 +6,10 @@
 
 mod channel;
 mod codes;
+mod copied_init;
 mod errors;
 mod hot;
+mod in_heap;
 mod outcome;
 mod segment;
 mod sync;
@@ -15,10 +17,11 @@ mod views;
 mod words;
 
 pub use channel::{
-  channel_calls, channel_init, channel_layout, channel_max_message, ChannelLayout, ChannelOutcome,
+  channel_calls, channel_header, channel_layout, channel_max_message, ChannelLayout, ChannelOutcome,
 };
 pub use codes::ErrorCode;
 pub use hot::sync_calls;
+pub use in_heap::{zero_copy, ZeroCopy};
 pub use outcome::SyncOutcome;
 pub use segment::{delete_segment, os_name_of, NativeOpenOptions, NativeSegment};
 pub use sync::{

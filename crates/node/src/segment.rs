@@ -11,9 +11,12 @@ use napi_derive::napi;
 
 use named_shm_core::{Access, Mapping, Name, Namespace, OpenError, OpenOptions, Segment};
 
+use crate::copied_init;
 use crate::errors::{
-  check, throw_code, throw_core, Kind, CLOSED, INIT_DETACHED, NOT_ATTACHED, OUT_OF_RANGE,
+  check, throw_code, throw_core, Kind, CLOSED, INIT_DETACHED, INVALID_ARG_TYPE, NOT_ATTACHED,
+  OUT_OF_RANGE,
 };
+use crate::in_heap::{self, ZeroCopy};
 use crate::views::View;
 
 /// An open named segment (the object behind `SharedMemory`).
@@ -117,14 +120,25 @@ impl NativeSegment {
     };
     // Without `init` nothing maps the new segment: a sparse one larger than
     // the address space (`reserve: false`) must still open.
-    let segment = match init.map(|init| init.value().value) {
-      Some(init) => Segment::open_with(&name, size, &core_options, |mapping| {
-        run_init(&env, init, mapping)
-      })
-      .map_err(|error| match error {
-        OpenError::Open(error) => throw_core(&env, &error),
-        OpenError::Init(error) => error,
-      })?,
+    let segment = match init {
+      Some(init) => {
+        if init.get_type()? != napi::ValueType::Function {
+          return Err(throw_code(
+            &env,
+            Kind::TypeError,
+            INVALID_ARG_TYPE,
+            "The \"init\" argument must be of type function",
+          ));
+        }
+        let init = init.value().value;
+        Segment::open_with(&name, size, &core_options, |mapping| {
+          run_init(&env, init, mapping)
+        })
+        .map_err(|error| match error {
+          OpenError::Open(error) => throw_core(&env, &error),
+          OpenError::Init(error) => error,
+        })?
+      }
       None => Segment::open(&name, size, &core_options).map_err(|e| throw_core(&env, &e))?,
     };
     Ok(NativeSegment {
@@ -180,27 +194,45 @@ impl NativeSegment {
     self.segment.is_none()
   }
 
-  /// Maps the segment and returns an `ArrayBuffer` over it (`PR_AttachSharedMemory`).
+  /// Maps the segment and returns an `ArrayBuffer` over it (`PR_AttachSharedMemory`):
+  /// an external buffer where the runtime allows them, else (or with
+  /// `in_heap`) the segment mapped over a WebAssembly memory's buffer.
   #[napi(ts_return_type = "ArrayBuffer")]
   pub fn attach(
     &mut self,
     env: Env,
     read_only: bool,
+    in_heap: Option<bool>,
   ) -> napi::Result<napi::bindgen_prelude::Unknown<'_>> {
+    let in_heap = in_heap.unwrap_or(false);
     let segment = self.segment.as_ref().ok_or_else(|| closed(&env))?;
     let access = if read_only || segment.is_read_only() {
       Access::CopyOnWrite
     } else {
       Access::ReadWrite
     };
-    let mapping = segment.map(access).map_err(|e| throw_core(&env, &e))?;
+    let kind = if in_heap {
+      ZeroCopy::InHeap
+    } else {
+      in_heap::zero_copy(env)
+    };
     // Pruning walks every view: do it each time the list doubles, so that
     // attach stays O(1) amortized with thousands of live views.
     if self.views.len() >= self.prune_at {
       self.prune(&env);
       self.prune_at = (self.views.len() * 2).max(PRUNE_MIN);
     }
-    let (view, buffer) = View::new(&env, mapping)?;
+    let segment = self.segment.as_ref().ok_or_else(|| closed(&env))?;
+    let (view, buffer) = match kind {
+      ZeroCopy::External => {
+        let mapping = segment.map(access).map_err(|e| throw_core(&env, &e))?;
+        View::new(&env, mapping)?
+      }
+      #[cfg(unix)]
+      ZeroCopy::InHeap => View::in_heap(&env, segment, access)?,
+      _ if in_heap => return Err(in_heap::unsupported(&env)),
+      _ => return Err(in_heap::no_view(&env)),
+    };
     // A key still held by a collected view is stale: the kernel could only
     // hand out this address again after that view's memory was unmapped.
     if let Some(stale) = self.views.insert(view.address(), view) {
@@ -369,6 +401,9 @@ impl ObjectFinalize for NativeSegment {
 /// segment, then detaches the buffer. Its exception, if any, stays pending
 /// and becomes the error of `open`.
 fn run_init(env: &Env, init: sys::napi_value, mapping: Arc<Mapping>) -> napi::Result<()> {
+  if !in_heap::external_buffers_allowed(env) {
+    return copied_init::run(env, init, &mapping);
+  }
   let (view, buffer) = View::new(env, mapping)?;
   let mut this = std::ptr::null_mut();
   let mut returned = std::ptr::null_mut();

@@ -11,15 +11,24 @@
 //! Finding a view's mapping by address is the core's job
 //! (`Mapping::containing`): a mapping registers itself as it is made and
 //! leaves the registry as it is unmapped.
+//!
+//! An in-heap view (in_heap.rs) is the segment mapped over a WebAssembly
+//! memory's buffer, which V8 owns and cannot detach: `detach` and `close`
+//! put zero pages back over it while the buffer is in hand, and the garbage
+//! collector frees it (its finalizer then only forgets the overlay).
 
 use std::ffi::c_void;
 use std::ptr;
 use std::sync::Arc;
 
 use named_shm_core::Mapping;
+#[cfg(unix)]
+use named_shm_core::{Access, Segment};
 use napi::{sys, Env};
 
 use crate::errors::{check, throw_code, Kind, EXTERNAL_BUFFERS, OUT_OF_RANGE};
+#[cfg(unix)]
+use crate::in_heap;
 
 /// A mapping handed to JavaScript.
 pub struct View {
@@ -27,6 +36,8 @@ pub struct View {
   /// Weak: the handle must not keep the buffer alive.
   buffer: sys::napi_ref,
   address: usize,
+  /// The buffer's length: the mapping's, or whole WebAssembly pages in-heap.
+  capacity: usize,
 }
 
 impl View {
@@ -84,10 +95,68 @@ impl View {
     Ok((
       View {
         address: mapping.as_ptr() as usize,
+        capacity: mapping.len(),
         mapping,
         buffer: reference,
       },
       buffer,
+    ))
+  }
+
+  /// Maps `segment` over the buffer of a new private WebAssembly memory
+  /// (see in_heap.rs): the in-heap view, for runtimes that refuse external
+  /// buffers. Its buffer is whole 64 KiB pages, the segment's bytes first.
+  ///
+  /// # Errors
+  /// As [`in_heap::new_memory`] and [`Segment::map_over`].
+  #[cfg(unix)]
+  pub fn in_heap(
+    env: &Env,
+    segment: &Segment,
+    access: Access,
+  ) -> napi::Result<(View, sys::napi_value)> {
+    let len = usize::try_from(segment.size()).unwrap_or(usize::MAX);
+    let memory = in_heap::new_memory(env, len)?;
+    // SAFETY: V8 keeps the memory allocated while `memory.buffer` lives:
+    // here, held by this call; later, until detach or close (which hold it
+    // while they put zero pages back) or the finalizer (which then only
+    // forgets the overlay). The memory object went to no one, and the
+    // buffer cannot be detached, so nothing else maps or frees the range.
+    let mapping = unsafe { segment.map_over(memory.data, memory.capacity, access) }
+      .map_err(|e| crate::errors::throw_core(env, &e))?;
+    let held = Box::into_raw(Box::new(Arc::clone(&mapping)));
+    // SAFETY: `held` is a leaked Box that `release_overlay` reclaims once;
+    // the buffer is an object of this env.
+    let status = unsafe {
+      sys::napi_add_finalizer(
+        env.raw(),
+        memory.buffer,
+        held.cast(),
+        Some(release_overlay),
+        ptr::null_mut(),
+        ptr::null_mut(),
+      )
+    };
+    if status != sys::Status::napi_ok {
+      // SAFETY: refused, so Node never took `held`; dropping the last
+      // mapping puts zero pages back while this call holds the buffer.
+      drop(unsafe { Box::from_raw(held) });
+      return Err(napi::Error::new(
+        napi::Status::from(status),
+        "napi_add_finalizer failed",
+      ));
+    }
+    let mut reference = ptr::null_mut();
+    // SAFETY: `buffer` was just created in `env`; count 0 makes it weak.
+    check(unsafe { sys::napi_create_reference(env.raw(), memory.buffer, 0, &mut reference) })?;
+    Ok((
+      View {
+        address: mapping.as_ptr() as usize,
+        capacity: memory.capacity,
+        mapping,
+        buffer: reference,
+      },
+      memory.buffer,
     ))
   }
 
@@ -126,7 +195,7 @@ impl View {
     // SAFETY: `buffer` is a value of this env; both out-pointers are valid.
     let status =
       unsafe { sys::napi_get_arraybuffer_info(env.raw(), buffer, &mut data, &mut length) };
-    status == sys::Status::napi_ok && self.starts_at(data) && length == self.mapping.len()
+    status == sys::Status::napi_ok && self.starts_at(data) && length == self.capacity
   }
 
   /// Detaches `buffer` (by default the one we made) so that every view on it
@@ -138,6 +207,10 @@ impl View {
   /// new buffer we do not know. Then the memory stays mapped until the
   /// finalizer runs, which happens when the last buffer holding it is freed.
   pub fn detach(self, env: &Env, buffer: Option<sys::napi_value>) {
+    if self.mapping.is_overlay() {
+      self.detach_overlay(env, buffer);
+      return;
+    }
     if let Some(buffer) = buffer.or_else(|| self.buffer_value(env)) {
       if self.is_over_memory(env, buffer) {
         // SAFETY: `buffer` is a live external ArrayBuffer over our memory.
@@ -153,6 +226,21 @@ impl View {
     self.forget(env);
   }
 
+  /// An in-heap view's detach: zero pages go back over the segment, so every
+  /// view on the buffer (which cannot be detached) reads zeros. Only while
+  /// our own buffer is alive and in hand: then V8 has not freed the memory.
+  fn detach_overlay(self, env: &Env, given: Option<sys::napi_value>) {
+    if let Some(own) = self.buffer_value(env) {
+      let same = given.is_none_or(|given| strict_equals(env, own, given));
+      if same && self.is_over_memory(env, own) {
+        // SAFETY: `own` keeps the memory allocated for this call; once the
+        // zero pages are back, nothing reaches the segment through it.
+        unsafe { self.mapping.unmap() };
+      }
+    }
+    self.forget(env);
+  }
+
   /// Drops the handle's hold without touching the buffer, which keeps working
   /// until the garbage collector frees it.
   pub fn forget(self, env: &Env) {
@@ -161,8 +249,16 @@ impl View {
   }
 }
 
+/// Whether `a === b`.
+fn strict_equals(env: &Env, a: sys::napi_value, b: sys::napi_value) -> bool {
+  let mut equal = false;
+  // SAFETY: both are values of this env; valid out-pointer.
+  let status = unsafe { sys::napi_strict_equals(env.raw(), a, b, &mut equal) };
+  status == sys::Status::napi_ok && equal
+}
+
 /// Drops an exception Node left pending, so that ours replaces it.
-fn clear_pending_exception(env: &Env) {
+pub(crate) fn clear_pending_exception(env: &Env) {
   let mut pending = false;
   // SAFETY: live env; valid out-pointers.
   unsafe {
@@ -181,4 +277,16 @@ unsafe extern "C" fn release(_env: sys::napi_env, _data: *mut c_void, hint: *mut
   // JavaScript reaches it; the handle unmaps earlier only after detaching a
   // buffer that held it.
   unsafe { mapping.unmap() };
+}
+
+/// An in-heap view's finalizer: the garbage collector freed its buffer, and
+/// V8 frees (or has freed) the WebAssembly memory, overlay and all.
+#[cfg(unix)]
+unsafe extern "C" fn release_overlay(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
+  // SAFETY: `data` is the Box leaked in `View::in_heap` (napi_add_finalizer's
+  // `finalize_data`), reclaimed only here.
+  let mapping = unsafe { Box::from_raw(data.cast::<Arc<Mapping>>()) };
+  // SAFETY: the buffer is gone, so nothing in JavaScript reaches the memory,
+  // which V8 may already have reused: forget it without touching it.
+  unsafe { mapping.forget_overlay() };
 }

@@ -120,14 +120,11 @@ fn resolve(
       &format!("The \"view\" argument must be {expected} over an attached segment"),
     ));
   };
-  let Some(place) = Mapping::place(info.data, info.byte_length) else {
-    return Err(throw_code(
-      env,
-      Kind::Error,
-      NOT_ATTACHED,
-      "The view does not lie in an attached segment (a plain or shared buffer, or detached)",
-    ));
-  };
+  // The view must start in a mapping; the word, checked below, must lie in
+  // it too (an in-heap view's buffer runs on past the segment's end).
+  if Mapping::place(info.data, info.byte_length.min(1)).is_none() {
+    return Err(not_attached(env));
+  }
   let fits = byte_index.is_finite()
     && byte_index >= 0.0
     && byte_index.fract() == 0.0
@@ -163,6 +160,7 @@ fn resolve(
       ),
     ));
   }
+  let place = Mapping::place(address, width).ok_or_else(|| not_attached(env))?;
   let found = Found { address, place };
   // Touch the word before trusting it: a segment another process shrank
   // faults here, and the fault handler marks the mapping.
@@ -173,6 +171,15 @@ fn resolve(
     return Err(throw_core(env, &error));
   }
   Ok(found)
+}
+
+fn not_attached(env: &Env) -> napi::Error {
+  throw_code(
+    env,
+    Kind::Error,
+    NOT_ATTACHED,
+    "The view does not lie in an attached segment (a plain or shared buffer, or detached)",
+  )
 }
 
 /// The 4-byte word for a call that ends before JavaScript runs again.

@@ -161,6 +161,24 @@ impl Geometry {
   pub fn segment_bytes(&self) -> usize {
     HEADER_BYTES + self.capacity
   }
+
+  /// The first bytes of a new channel's header (magic, version, capacity,
+  /// max_message, data_offset); the rest of a new header is zero. For a
+  /// creator that writes them before the segment is published, by any means.
+  pub fn header_start(&self) -> [u8; 20] {
+    let mut bytes = [0; 20];
+    let fields = [
+      MAGIC,
+      VERSION,
+      self.capacity as u32,
+      self.max_message as u32,
+      HEADER_BYTES as u32,
+    ];
+    for (chunk, field) in bytes.chunks_exact_mut(4).zip(fields) {
+      chunk.copy_from_slice(&field.to_le_bytes());
+    }
+    bytes
+  }
 }
 
 /// Bytes a record of `len` payload bytes takes in the data area.

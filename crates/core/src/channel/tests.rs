@@ -253,6 +253,14 @@ fn foreign_segments_are_refused() {
 }
 
 #[test]
+fn a_header_written_as_bytes_is_a_channel() {
+  let geometry = Geometry::new(1024, 100).unwrap();
+  let maps = mappings("bytes", geometry.segment_bytes(), 2);
+  maps[0].write_at(0, &geometry.header_start()).unwrap();
+  assert_eq!(Channel::attach(&maps[1]).unwrap().geometry(), geometry);
+}
+
+#[test]
 fn geometry_bounds() {
   assert!(Geometry::new(63, 8).is_err());
   assert!(Geometry::new(100, 8).is_err());

@@ -7,7 +7,9 @@
 //!   gives an `Unnamed` segment (`handle()`, `into_handle()`) that no other
 //!   process can open yet, and `publish(&Unnamed, os_name)` makes it
 //!   openable by name (`EEXIST` when the name is taken; it may be retried);
-//! - `map(&Handle, len, Access)` and `unmap(ptr, len)`;
+//! - `map(&Handle, len, Access)` and `unmap(ptr, len)`; on POSIX also
+//!   `map_over(addr, &Handle, len, Access)`, `zero_over(addr, len)` and
+//!   `page_size()` for in-heap views (`overlay.rs`);
 //! - `wait(&AtomicU32, expected, timeout) -> Wake`, `wake(&AtomicU32, count)`,
 //!   `wait_any(control, words, timeout) -> WakeAny` with `WAIT_ANY_MAX` (0
 //!   where the OS cannot wait on several words at once);
@@ -49,7 +51,9 @@ pub(crate) use macos::{
 #[cfg(target_os = "linux")]
 pub(crate) use posix::size_of;
 #[cfg(unix)]
-pub(crate) use posix::{effective_uid, map, ownership_of, unmap, Handle};
+pub(crate) use posix::{
+  effective_uid, map, map_over, ownership_of, page_size, unmap, zero_over, Handle,
+};
 
 /// Windows segments have no owning uid or mode bits.
 #[cfg(windows)]

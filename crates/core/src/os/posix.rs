@@ -15,6 +15,61 @@ pub(crate) type Handle = OwnedFd;
 
 /// Maps `len` bytes of `fd` from offset 0 (mmap(2)).
 pub(crate) fn map(fd: &Handle, len: usize, access: Access) -> Result<*mut u8> {
+  let (prot, flags) = protection(access)?;
+  // SAFETY: a fresh mapping at an address the kernel picks overlaps nothing
+  // Rust owns; the returned pointer is only used within `len`.
+  let ptr = unsafe { mmap(ptr::null_mut(), len, prot, flags, fd, 0) }.map_err(os_error("mmap"))?;
+  Ok(ptr.cast())
+}
+
+/// Maps the first `len` bytes of `fd` at `addr`, replacing whatever was
+/// mapped there (`MAP_FIXED`): the in-heap overlay of `overlay.rs`.
+///
+/// # Safety
+/// `[addr, addr + len)` is page-aligned memory this process owns and that
+/// nothing reads as anything but the segment from now on; `len` does not
+/// reach a page wholly beyond the end of the object (that page would fault).
+pub(crate) unsafe fn map_over(
+  addr: *mut u8,
+  fd: &Handle,
+  len: usize,
+  access: Access,
+) -> Result<()> {
+  let (prot, flags) = protection(access)?;
+  // SAFETY: the caller's contract; MAP_FIXED replaces the range atomically,
+  // so no other thread can see it unmapped in between.
+  unsafe { mmap(addr.cast(), len, prot, flags | MapFlags::FIXED, fd, 0) }
+    .map_err(os_error("mmap"))?;
+  Ok(())
+}
+
+/// Puts private zero pages back over `[addr, addr + len)`, dropping an
+/// overlay made by [`map_over`] (`MAP_FIXED | MAP_ANONYMOUS`).
+///
+/// # Safety
+/// `[addr, addr + len)` is page-aligned memory this process owns, which
+/// every reader may now see as zeros.
+pub(crate) unsafe fn zero_over(addr: *mut u8, len: usize) -> Result<()> {
+  // SAFETY: the caller's contract; as in `map_over`, the swap is atomic.
+  unsafe {
+    rustix::mm::mmap_anonymous(
+      addr.cast(),
+      len,
+      ProtFlags::READ | ProtFlags::WRITE,
+      MapFlags::PRIVATE | MapFlags::FIXED,
+    )
+  }
+  .map_err(os_error("mmap"))?;
+  Ok(())
+}
+
+/// The size of a page, which mappings are made of.
+pub(crate) fn page_size() -> usize {
+  rustix::param::page_size()
+}
+
+/// The protection and sharing of a mapping with `access`.
+fn protection(access: Access) -> Result<(ProtFlags, MapFlags)> {
   // xnu's pshm_mmap refuses anything but MAP_SHARED with EINVAL, so macOS
   // cannot give a read-only view that a stray write leaves private. Say so.
   #[cfg(target_vendor = "apple")]
@@ -27,17 +82,13 @@ pub(crate) fn map(fd: &Handle, len: usize, access: Access) -> Result<*mut u8> {
       ),
     );
   }
-  let (prot, flags) = match access {
+  Ok(match access {
     Access::ReadWrite => (ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED),
     Access::ReadOnly => (ProtFlags::READ, MapFlags::SHARED),
     // A private writable mapping of a read-only fd is allowed: writes go to
     // anonymous copies of the pages (mmap(2), MAP_PRIVATE).
     Access::CopyOnWrite => (ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE),
-  };
-  // SAFETY: a fresh mapping at an address the kernel picks overlaps nothing
-  // Rust owns; the returned pointer is only used within `len`.
-  let ptr = unsafe { mmap(ptr::null_mut(), len, prot, flags, fd, 0) }.map_err(os_error("mmap"))?;
-  Ok(ptr.cast())
+  })
 }
 
 /// Unmaps what [`map`] returned.

@@ -101,7 +101,7 @@ pub(crate) fn open(os_name: &str, read_only: bool) -> Result<Handle> {
 #[derive(Debug)]
 pub(crate) struct Unnamed {
   handle: Handle,
-  _initializing: Option<Initializing>,
+  initializing: Option<Initializing>,
 }
 
 impl Unnamed {
@@ -152,14 +152,14 @@ pub(crate) fn create_unnamed(os_name: &str, size: u64, options: &CreateOptions) 
   }
   Ok(Unnamed {
     handle: Handle(handle),
-    _initializing: initializing,
+    initializing,
   })
 }
 
 /// Opens a mapping made for an `init` to the users the token's default DACL
 /// admits, as if it had been created with no security attributes.
 pub(crate) fn publish(unnamed: &Unnamed, _os_name: &str) -> Result<()> {
-  if unnamed._initializing.is_none() {
+  if unnamed.initializing.is_none() {
     return Ok(());
   }
   let default_dacl = DefaultDacl::of_this_process()?;
