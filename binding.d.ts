@@ -63,6 +63,51 @@ export declare class NativeSegment {
  */
 export declare function cancelWait(id: number): void
 
+/** The channel calls, as an object of plain functions. */
+export declare function channelCalls(): { attach(view: Uint8Array): object; capacity(channel: object): number; maxMessage(channel: object): number; send(channel: object, data: Uint8Array, timeoutMs: number, spin: boolean, check: boolean): number; receive(channel: object, timeoutMs: number, spin: boolean, check: boolean): number; beginWait(channel: object, side: number, length: number): number | undefined; endWait(channel: object, side: number): void; close(channel: object): void }
+
+/**
+ * The first bytes of a new channel's header, for `open`'s `init` to write
+ * before the name is published (in any runtime: `init` may be handed a
+ * copy that is written back).
+ */
+export declare function channelHeader(capacity: number, maxMessage: number): Buffer
+
+/** The numbers of the channel layout (docs/channel-layout.md). */
+export declare function channelLayout(): ChannelLayout
+
+/** The channel layout's fixed numbers, for the facade. */
+export interface ChannelLayout {
+  /** Bytes of the header: the data area starts here. */
+  headerBytes: number
+  /** The Int32 index of `data_seq`, the word a waiting receiver sleeps on. */
+  dataSeqIndex: number
+  /** The Int32 index of `space_seq`, the word a waiting sender sleeps on. */
+  spaceSeqIndex: number
+  /** Bytes of a record header (the payload follows it). */
+  recordHeader: number
+  /** The largest data area. */
+  maxCapacity: number
+  /** The smallest data area. */
+  minCapacity: number
+}
+
+/** The largest `maxMessage` a data area of `capacity` bytes can carry. */
+export declare function channelMaxMessage(capacity: number): number
+
+/**
+ * What `send` and `receive` return besides a message's offset (which is
+ * never below the 512-byte header, so the two cannot be confused).
+ */
+export declare const enum ChannelOutcome {
+  /** `send`: the message is in the ring. */
+  Sent = 0,
+  /** Nothing could be done within the timeout (the ring stayed full or empty). */
+  TimedOut = 1,
+  /** `receive`: every sender left and the ring is drained. */
+  Ended = 2,
+}
+
 /**
  * Checks that a `SharedMutex` can live at `byteOffset` of `view` (throws
  * the errors its methods would).
@@ -111,6 +156,14 @@ export declare const enum ErrorCode {
   ERR_SHM_SYNC_INIT = 'ERR_SHM_SYNC_INIT',
   /** Node-API itself failed (the runtime's bug, or memory exhausted). */
   ERR_SHM_NODE_API = 'ERR_SHM_NODE_API',
+  /** A segment that holds no channel of this layout. */
+  ERR_SHM_NOT_A_CHANNEL = 'ERR_SHM_NOT_A_CHANNEL',
+  /** A channel closed by its receiver. */
+  ERR_SHM_CHANNEL_CLOSED = 'ERR_SHM_CHANNEL_CLOSED',
+  /** A second receiver, a 33rd sender, or a channel call re-entered. */
+  ERR_SHM_CHANNEL_BUSY = 'ERR_SHM_CHANNEL_BUSY',
+  /** The other side of a channel died without closing. */
+  ERR_SHM_PEER_DIED = 'ERR_SHM_PEER_DIED',
 }
 
 /**

@@ -22,4 +22,5 @@ export const {
   waitAsync,
   notify,
   SharedMutex,
+  Channel,
 } = library

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 
 import test from 'ava'
 
-import { deleteAtEnd, IN_HEAP, jsonLines, runNode, uniqueName } from './helpers'
+import { deleteAtEnd, jsonLines, runNode, uniqueName } from './helpers'
 
 interface Usage {
   fds: number
@@ -34,9 +34,13 @@ test('100,000 open/attach/write/detach/close cycles leave fds, mappings and RSS 
   t.is(result.after.fds, result.before.fds)
   t.is(result.after.shmMaps, result.before.shmMaps)
   t.is(result.after.reservedGiB, result.before.reservedGiB, 'no WebAssembly memory outlives the collector')
-  // In-heap, V8's heap pages (256 KiB mappings at scattered addresses) come
-  // and go with the collector: the segment's mappings and the reserved
-  // address space above are what the library holds.
-  if (!IN_HEAP) t.is(result.after.maps, result.before.maps)
+  // V8's own heap pages (256 KiB mappings at scattered addresses) come and go
+  // with the collector and with how much code the runtime has compiled, so the
+  // process's total may drift by a few; a mapping leaked per cycle would add
+  // 100,000. The segment's mappings and reserved address space above are exact.
+  t.true(
+    result.after.maps - result.before.maps <= 16,
+    `the process's mappings grew from ${result.before.maps} to ${result.after.maps}`,
+  )
   t.true(Math.abs(growth) <= 10, `RSS moved by ${growth.toFixed(1)} MiB`)
 })

@@ -102,6 +102,8 @@ export async function main(argv = process.argv.slice(2)) {
   // The address space each in-heap view reserves (its own table; not a
   // side-by-side case).
   if (!smoke && only.length === 0) await (await import('./in-heap.mjs')).main()
+  // Channel against the other ways to pass messages (its own table).
+  if (!smoke && only.length === 0) await (await import('./channel.mjs')).main()
   const report = {
     command: `node benchmark/run.mjs ${argv.join(' ')}`.trim(),
     date: new Date().toISOString(),

@@ -15,3 +15,5 @@ export {
 export type { SharedMemoryError, LibraryErrorCode } from './errors'
 export { wait, waitAsync, notify, SharedMutex } from './sync'
 export type { WaitResult, LockResult, TryLockResult, WaitOptions, AsyncWaitOptions, SharedMutexOptions } from './sync'
+export { Channel } from './channel'
+export type { ChannelOptions, ChannelWaitOptions } from './channel'

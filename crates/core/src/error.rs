@@ -64,6 +64,14 @@ pub enum Error {
   /// A blocking `SharedMutex::lock` by the thread that holds it, which
   /// would wait forever (`ERR_SHM_DEADLOCK`).
   Deadlock,
+  /// A segment that holds no channel of this layout (`ERR_SHM_NOT_A_CHANNEL`).
+  NotAChannel(String),
+  /// A channel closed by its receiver, or this end closed (`ERR_SHM_CHANNEL_CLOSED`).
+  ChannelClosed(String),
+  /// The other side of a channel died without closing (`ERR_SHM_PEER_DIED`).
+  PeerDied(String),
+  /// Every slot for this role of a channel is taken (`ERR_SHM_CHANNEL_BUSY`).
+  ChannelBusy(String),
 }
 
 impl Error {
@@ -77,6 +85,10 @@ impl Error {
       Error::ReadOnly => "ERR_SHM_READ_ONLY",
       Error::NotOwner => "ERR_SHM_NOT_OWNER",
       Error::Deadlock => "ERR_SHM_DEADLOCK",
+      Error::NotAChannel(_) => "ERR_SHM_NOT_A_CHANNEL",
+      Error::ChannelClosed(_) => "ERR_SHM_CHANNEL_CLOSED",
+      Error::PeerDied(_) => "ERR_SHM_PEER_DIED",
+      Error::ChannelBusy(_) => "ERR_SHM_CHANNEL_BUSY",
     }
   }
 
@@ -208,6 +220,10 @@ impl fmt::Display for Error {
       Error::Deadlock => f.write_str(
         "The mutex is already held by this thread; a blocking lock() would wait forever",
       ),
+      Error::NotAChannel(why) => write!(f, "The segment holds no channel: {why}"),
+      Error::ChannelClosed(why) => write!(f, "The channel is closed: {why}"),
+      Error::PeerDied(who) => write!(f, "The channel's peer died: {who} ended without closing"),
+      Error::ChannelBusy(why) => write!(f, "The channel is busy: {why}"),
     }
   }
 }

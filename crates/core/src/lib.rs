@@ -32,6 +32,7 @@
 // model.rs and wake_table.rs).
 #![cfg_attr(loom, allow(dead_code))]
 
+pub mod channel;
 mod error;
 #[cfg(not(loom))]
 mod mapping;

@@ -45,6 +45,14 @@ pub enum ErrorCode {
   ERR_SHM_SYNC_INIT,
   /// Node-API itself failed (the runtime's bug, or memory exhausted).
   ERR_SHM_NODE_API,
+  /// A segment that holds no channel of this layout.
+  ERR_SHM_NOT_A_CHANNEL,
+  /// A channel closed by its receiver.
+  ERR_SHM_CHANNEL_CLOSED,
+  /// A second receiver, a 33rd sender, or a channel call re-entered.
+  ERR_SHM_CHANNEL_BUSY,
+  /// The other side of a channel died without closing.
+  ERR_SHM_PEER_DIED,
 }
 
 impl ErrorCode {
@@ -68,6 +76,10 @@ impl ErrorCode {
       ErrorCode::ERR_SHM_DEADLOCK => "ERR_SHM_DEADLOCK",
       ErrorCode::ERR_SHM_SYNC_INIT => "ERR_SHM_SYNC_INIT",
       ErrorCode::ERR_SHM_NODE_API => "ERR_SHM_NODE_API",
+      ErrorCode::ERR_SHM_NOT_A_CHANNEL => "ERR_SHM_NOT_A_CHANNEL",
+      ErrorCode::ERR_SHM_CHANNEL_CLOSED => "ERR_SHM_CHANNEL_CLOSED",
+      ErrorCode::ERR_SHM_CHANNEL_BUSY => "ERR_SHM_CHANNEL_BUSY",
+      ErrorCode::ERR_SHM_PEER_DIED => "ERR_SHM_PEER_DIED",
     }
   }
 }
@@ -89,7 +101,11 @@ mod tests {
       | Error::InvalidArgument(_)
       | Error::ReadOnly
       | Error::NotOwner
-      | Error::Deadlock => {}
+      | Error::Deadlock
+      | Error::NotAChannel(_)
+      | Error::ChannelClosed(_)
+      | Error::PeerDied(_)
+      | Error::ChannelBusy(_) => {}
     }
   }
 
@@ -114,6 +130,10 @@ mod tests {
       ErrorCode::ERR_SHM_DEADLOCK,
       ErrorCode::ERR_SHM_SYNC_INIT,
       ErrorCode::ERR_SHM_NODE_API,
+      ErrorCode::ERR_SHM_NOT_A_CHANNEL,
+      ErrorCode::ERR_SHM_CHANNEL_CLOSED,
+      ErrorCode::ERR_SHM_CHANNEL_BUSY,
+      ErrorCode::ERR_SHM_PEER_DIED,
     ];
     let core_errors = [
       Error::InvalidName {
@@ -135,6 +155,10 @@ mod tests {
       Error::ReadOnly,
       Error::NotOwner,
       Error::Deadlock,
+      Error::NotAChannel("x".into()),
+      Error::ChannelClosed("x".into()),
+      Error::PeerDied("x".into()),
+      Error::ChannelBusy("x".into()),
     ];
     for error in &core_errors {
       listed(error);

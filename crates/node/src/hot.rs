@@ -60,10 +60,11 @@ pub fn sync_calls(env: Env) -> napi::Result<napi::bindgen_prelude::Object<'stati
   Ok(napi::bindgen_prelude::Object::from_raw(raw, object))
 }
 
-type Callback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
+pub(crate) type Callback =
+  unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
 
 /// The call's arguments, `undefined` past those given.
-fn args<const N: usize>(
+pub(crate) fn args<const N: usize>(
   env: &Env,
   info: sys::napi_callback_info,
 ) -> napi::Result<[sys::napi_value; N]> {
@@ -83,7 +84,7 @@ fn args<const N: usize>(
   Ok(argv)
 }
 
-fn type_error(env: &Env, what: &str, expected: &str) -> napi::Error {
+pub(crate) fn type_error(env: &Env, what: &str, expected: &str) -> napi::Error {
   throw_code(
     env,
     Kind::TypeError,
@@ -92,7 +93,7 @@ fn type_error(env: &Env, what: &str, expected: &str) -> napi::Error {
   )
 }
 
-fn number(env: &Env, value: sys::napi_value, what: &str) -> napi::Result<f64> {
+pub(crate) fn number(env: &Env, value: sys::napi_value, what: &str) -> napi::Result<f64> {
   let mut number = 0.0;
   // SAFETY: `value` is an argument of the running call.
   match unsafe { sys::napi_get_value_double(env.raw(), value, &mut number) } {
@@ -110,7 +111,7 @@ fn int32(env: &Env, value: sys::napi_value, what: &str) -> napi::Result<i32> {
   }
 }
 
-fn boolean(env: &Env, value: sys::napi_value, what: &str) -> napi::Result<bool> {
+pub(crate) fn boolean(env: &Env, value: sys::napi_value, what: &str) -> napi::Result<bool> {
   let mut flag = false;
   // SAFETY: as above.
   match unsafe { sys::napi_get_value_bool(env.raw(), value, &mut flag) } {
@@ -124,7 +125,7 @@ fn boolean(env: &Env, value: sys::napi_value, what: &str) -> napi::Result<bool> 
 ///
 /// # Safety
 /// `raw` is the env of the running callback.
-unsafe fn respond(
+pub(crate) unsafe fn respond(
   raw: sys::napi_env,
   body: impl FnOnce(&Env) -> napi::Result<Option<u32>>,
 ) -> sys::napi_value {

@@ -4,6 +4,7 @@
 
 #![deny(clippy::all)]
 
+mod channel;
 mod codes;
 mod copied_init;
 mod errors;
@@ -16,6 +17,9 @@ mod sync;
 mod views;
 mod words;
 
+pub use channel::{
+  channel_calls, channel_header, channel_layout, channel_max_message, ChannelLayout, ChannelOutcome,
+};
 pub use codes::ErrorCode;
 pub use hot::sync_calls;
 pub use in_heap::{zero_copy, ZeroCopy};
