@@ -39,10 +39,10 @@ export declare class NativeSegment {
    */
   attach(readOnly: boolean, inHeap?: boolean | undefined | null): ArrayBuffer
   /**
-   * Unmaps the attachment whose `ArrayBuffer` is `buffer` and detaches it
+   * Unmaps the attachment whose buffer is `buffer` and detaches it
    * (`PR_DetachSharedMemory`).
    */
-  detach(buffer: ArrayBuffer): void
+  detach(buffer: ArrayBuffer | SharedArrayBuffer): void
   /** Copies `length` bytes from `offset` into a new Buffer. */
   read(offset: number, length: number): Buffer
   /** Copies from `offset` into `target`, as many bytes as fit; returns the count. */
@@ -112,6 +112,14 @@ export declare const enum ErrorCode {
   /** Node-API itself failed (the runtime's bug, or memory exhausted). */
   ERR_SHM_NODE_API = 'ERR_SHM_NODE_API',
 }
+
+/**
+ * An `ArrayBuffer` over the process-wide counter of faults past a
+ * segment's end (`named_shm_core::fault_count`), for the facade's copy
+ * view: a copy during which the counter moved may have met a shrunk
+ * segment, and is redone by the addon, which reports `ERR_SHM_SIZE`.
+ */
+export declare function faultCounter(): ArrayBuffer
 
 /**
  * Registers `(id, outcome, detail)` as a receiver of async outcomes on this

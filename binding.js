@@ -840,6 +840,7 @@ module.exports.cancelWait = nativeBinding.cancelWait
 module.exports.checkMutex = nativeBinding.checkMutex
 module.exports.deleteSegment = nativeBinding.deleteSegment
 module.exports.ErrorCode = nativeBinding.ErrorCode
+module.exports.faultCounter = nativeBinding.faultCounter
 module.exports.initSync = nativeBinding.initSync
 module.exports.keepAlive = nativeBinding.keepAlive
 module.exports.lockMutexAsync = nativeBinding.lockMutexAsync

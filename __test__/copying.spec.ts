@@ -1,5 +1,7 @@
 // Copying access: read, readInto, write, their defaults and bounds.
 
+import { truncateSync } from 'node:fs'
+
 import test from 'ava'
 
 import { SharedMemory } from '../index'
@@ -214,5 +216,42 @@ test('readInto an overlapping view of the same segment behaves like memmove', (t
     const expected = Buffer.from(view.subarray(from, from + length))
     t.is(shm.readInto(view.subarray(to, to + length), from), length)
     t.true(view.subarray(to, to + length).equals(expected), `${length} bytes ${from} -> ${to}`)
+  }
+})
+
+test('once a handle copies through a view of its own, copies from and into views of the segment still behave like memmove', (t) => {
+  for (const [size, length, from, to] of overlaps) {
+    const shm = scratch(t, size)
+    // Two copies with private buffers: from now on the handle copies small
+    // segments through a view of its own, without crossing into the addon.
+    t.is(shm.write(Buffer.from([1]), 0), 1)
+    t.is(shm.read(0, 1)[0], 1)
+    const view = shm.attach()
+    pattern(view)
+    const written = Buffer.from(view.subarray(from, from + length))
+    t.is(shm.write(view.subarray(from, from + length), to), length)
+    t.true(view.subarray(to, to + length).equals(written), `write ${length} bytes ${from} -> ${to}`)
+    pattern(view)
+    const read = Buffer.from(view.subarray(from, from + length))
+    t.is(shm.readInto(view.subarray(to, to + length), from), length)
+    t.true(view.subarray(to, to + length).equals(read), `readInto ${length} bytes ${from} -> ${to}`)
+    // Private buffers take the short way and see the same bytes.
+    const copy = Buffer.alloc(length)
+    t.is(shm.readInto(copy, to), length)
+    t.true(copy.equals(read))
+    t.true(shm.read(to, length).equals(read))
+  }
+})
+
+test('a copy through the copy view that meets a segment shrunk by another program says ERR_SHM_SIZE, as the addon does', (t) => {
+  for (const call of ['read', 'readInto', 'write'] as const) {
+    const shm = scratch(t, 8192)
+    shm.write(Buffer.alloc(8192, 7), 0)
+    t.is(shm.read(0, 1)[0], 7) // the second copy: the copy view exists now
+    truncateSync(`/dev/shm${shm.osName}`, 4096)
+    const size = { code: 'ERR_SHM_SIZE' }
+    if (call === 'read') t.throws(() => shm.read(4096, 8), size, call)
+    if (call === 'readInto') t.throws(() => shm.readInto(Buffer.alloc(16), 4090), size, call)
+    if (call === 'write') t.throws(() => shm.write(Buffer.from('hi'), 5000), size, call)
   }
 })

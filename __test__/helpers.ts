@@ -166,17 +166,29 @@ export function bufferLength(size: number): number {
 }
 
 /**
- * Asserts that `view` was detached: it has no bytes left or, in-heap (where
- * a WebAssembly memory's buffer cannot be detached), every byte it shows is
- * zero again. Tests write something first, so that zeros say something.
+ * Asserts that `view` was detached, the one way every spec checks it. A view
+ * on an ArrayBuffer has no bytes left. Where the buffer cannot be detached,
+ * every byte the view shows is zero again: in-heap (a WebAssembly memory's
+ * buffer), and over a SharedArrayBuffer (what attach() gives where Node makes
+ * external ones, 22.23+ and 24.16+). Tests write something first, so that
+ * zeros say something.
  */
-export function assertDetached(t: ExecutionContext, view: ArrayBufferView, what = 'the view', inHeap = IN_HEAP): void {
-  if (!inHeap) {
-    t.is(view.byteLength, 0, `${what} has length 0`)
+export function assertDetached(
+  t: ExecutionContext,
+  view: ArrayBufferView | ArrayBuffer | SharedArrayBuffer,
+  what = 'the view',
+  inHeap = IN_HEAP,
+): void {
+  const buffer = ArrayBuffer.isView(view) ? view.buffer : view
+  const shared = typeof SharedArrayBuffer === 'function' && buffer instanceof SharedArrayBuffer
+  if (!inHeap && !shared) {
+    // A DataView on a detached buffer throws on byteLength; its buffer tells.
+    const length = view instanceof DataView && buffer.byteLength === 0 ? 0 : view.byteLength
+    t.is(length, 0, `${what} has length 0`)
     return
   }
-  const bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength)
-  t.true(view.byteLength > 0 && bytes.every((byte) => byte === 0), `${what} reads zeros`)
+  const bytes = ArrayBuffer.isView(view) ? new Uint8Array(view.buffer, view.byteOffset, view.byteLength) : new Uint8Array(view)
+  t.true(bytes.byteLength > 0 && bytes.every((byte) => byte === 0), `${what} reads zeros`)
 }
 
 /**

@@ -23,14 +23,14 @@ function viewsOn(view: Buffer) {
       uint8: new Uint8Array(view.buffer, 100),
     },
     dataView: new DataView(view.buffer, 4, 64),
-    // attach() maps into an ArrayBuffer, never a SharedArrayBuffer.
+    // An external ArrayBuffer, or SharedArrayBuffer where the runtime makes one.
     arrayBuffer: view.buffer as ArrayBuffer,
   }
 }
 
-/** Asserts that none of `views` can reach memory any more. */
+/** Asserts that none of `views` can reach the segment any more. */
 function assertDead(t: ExecutionContext, views: ReturnType<typeof viewsOn>, when: string): void {
-  if (IN_HEAP) {
+  if (IN_HEAP || (views.arrayBuffer as unknown) instanceof SharedArrayBuffer) {
     // A WebAssembly memory's buffer cannot be detached: its views read the
     // zero pages put back over the segment, and writes stay in them.
     for (const [what, typed] of Object.entries(views.typed)) assertDetached(t, typed, `${when}: ${what}`)
@@ -89,7 +89,7 @@ test('copying from or into a detached view moves no bytes and never reaches the 
   const view = other.attach()
   const views = viewsOn(view)
   other.detach(view)
-  if (IN_HEAP) {
+  if (IN_HEAP || (views.arrayBuffer as unknown) instanceof SharedArrayBuffer) {
     // The detached in-heap view is private zero pages: copies use its bytes
     // and its length, and none of it is the segment any more.
     shm.write('x'.repeat(80), 100)
@@ -152,6 +152,20 @@ test('an attached ArrayBuffer cannot be transferred to a worker: no other thread
   // a transfer list holding one is a DataCloneError; Node 20 ignores the entry
   // and sends a copy instead. Either way the buffer stays ours, not moved.
   const major = Number(process.versions.node.split('.')[0])
+  if ((view.buffer as unknown) instanceof SharedArrayBuffer) {
+    // A SharedArrayBuffer is shared with the worker, never moved, and close()
+    // turns the memory both see into zero pages: still mapped, never freed
+    // under the worker.
+    t.throws(() => worker.postMessage({ kind: 'keep', buffer: view.buffer }, [view.buffer as never]), { name: 'DataCloneError' })
+    worker.postMessage({ kind: 'keep', buffer: view.buffer })
+    const [kept] = await once(worker, 'message')
+    t.deepEqual(kept, { kind: 'kept', byteLength: 4096, first: [1, 2, 3, 4] })
+    shm.close()
+    worker.postMessage({ kind: 'peek' })
+    const [peeked] = await once(worker, 'message')
+    t.deepEqual(peeked, { kind: 'peeked', byteLength: 4096, first: [0, 0, 0, 0] })
+    return
+  }
   let thrown: unknown
   try {
     const buffer = view.buffer as ArrayBuffer

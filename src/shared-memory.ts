@@ -3,6 +3,7 @@
 import { kMaxLength } from 'node:buffer'
 
 import { NativeSegment, deleteSegment, osNameOf, zeroCopy, type ZeroCopy } from '../binding'
+import { COPY_VIEW_MAX, faultCount, isPrivate, noteAttached } from './copy-view'
 import { illegalConstructor, invalidArgType, invalidArgValue, invalidThis, libraryError, outOfRange } from './errors'
 import {
   booleanOption,
@@ -148,6 +149,10 @@ export class SharedMemory implements Disposable {
    */
   readonly created: boolean
   readonly #native: NativeSegment
+  /** A view for copies that need not cross into the addon (copy-view.ts): undefined until first needed, null where there is none. */
+  #copyView: Buffer | null | undefined
+  /** Copies made before the copy view: a handle that copies once is better off without one. */
+  #copiesWithoutView = 0
 
   /** @internal Use {@link SharedMemory.open}. */
   constructor(token: typeof construct, name: string, native: NativeSegment) {
@@ -244,37 +249,36 @@ export class SharedMemory implements Disposable {
     const given = validateOptions(options, ['readOnly', 'inHeap'])
     const readOnly = booleanOption(given, 'readOnly', this.readOnly)
     const inHeap = booleanOption(given, 'inHeap', false)
-    SharedMemory.#throwIfClosed(native)
+    // The addon says ERR_SHM_CLOSED itself; only this check comes first.
     if (this.size > kMaxLength) {
+      SharedMemory.#throwIfClosed(native)
       throw outOfRange(
         'size',
         `at most buffer.constants.MAX_LENGTH (${kMaxLength}) to attach; open the segment with a smaller size to map its start, or use read() and write()`,
         this.size,
       )
     }
+    const buffer = native.attach(readOnly, inHeap)
+    noteAttached(buffer)
     // An in-heap view's ArrayBuffer is whole 64 KiB pages: the segment first.
-    return Buffer.from(native.attach(readOnly, inHeap), 0, this.size)
+    return Buffer.from(buffer, 0, this.size)
   }
 
   /**
    * Unmaps a view from `attach()` (`PR_DetachSharedMemory`). `view` may be the
-   * Buffer or any TypedArray/DataView on its `ArrayBuffer`; afterwards every
-   * view on that `ArrayBuffer` has length 0.
+   * Buffer or any TypedArray/DataView on its buffer. Afterwards every view on
+   * an `ArrayBuffer` has length 0; every view on a `SharedArrayBuffer` (Node
+   * 22.22+, 24.16+) keeps its length and reads zeros.
    * @throws `ERR_SHM_NOT_ATTACHED` for any other buffer or one already detached.
    */
-  detach(view: ArrayBufferView | ArrayBuffer): void {
+  detach(view: ArrayBufferView | ArrayBuffer | SharedArrayBuffer): void {
     const native = SharedMemory.#of(this)
-    if (view instanceof ArrayBuffer) {
+    if (view instanceof ArrayBuffer || view instanceof SharedArrayBuffer) {
       native.detach(view)
       return
     }
     if (!ArrayBuffer.isView(view)) {
       throw invalidArgType('view', 'a Buffer, TypedArray or DataView from attach()', view)
-    }
-    if (!(view.buffer instanceof ArrayBuffer)) {
-      // A SharedArrayBuffer never comes from attach().
-      SharedMemory.#throwIfClosed(native)
-      throw libraryError('ERR_SHM_NOT_ATTACHED', 'The view is not attached to this segment')
     }
     native.detach(view.buffer)
   }
@@ -294,6 +298,13 @@ export class SharedMemory implements Disposable {
     if (length > kMaxLength) {
       throw outOfRange('length', `at most buffer.constants.MAX_LENGTH (${kMaxLength}) bytes per read`, length)
     }
+    const view = this.#copyViewOf(native)
+    if (view !== null) {
+      const faults = faultCount()
+      const copy = Buffer.allocUnsafe(length)
+      view.copy(copy, 0, offset, offset + length)
+      if (faultCount() === faults) return copy
+    }
     return native.read(offset, length)
   }
 
@@ -305,6 +316,12 @@ export class SharedMemory implements Disposable {
     const native = SharedMemory.#of(this)
     const bytes = bytesOf(target, 'target', 'a Buffer, TypedArray or DataView')
     validateInteger(offset, 'offset', 0, this.size)
+    const view = isPrivate(bytes) ? this.#copyViewOf(native) : null
+    if (view !== null) {
+      const faults = faultCount()
+      const copied = view.copy(bytes, 0, offset, offset + Math.min(bytes.byteLength, this.size - offset))
+      if (faultCount() === faults) return copied
+    }
     return native.readInto(bytes, offset)
   }
 
@@ -326,6 +343,12 @@ export class SharedMemory implements Disposable {
     if (bytes.byteLength > this.size - offset) {
       throw outOfRange('source', `at most ${this.size - offset} bytes to fit at offset ${offset}`, `${bytes.byteLength} bytes`)
     }
+    const view = isPrivate(bytes) ? this.#copyViewOf(native) : null
+    if (view !== null) {
+      const faults = faultCount()
+      view.set(bytes, offset)
+      if (faultCount() === faults) return bytes.byteLength
+    }
     return native.write(bytes, offset)
   }
 
@@ -335,11 +358,41 @@ export class SharedMemory implements Disposable {
    */
   close(): void {
     SharedMemory.#of(this).close()
+    this.#copyView = null // detached with the rest; copies now say ERR_SHM_CLOSED
   }
 
   /** `using shm = SharedMemory.open(...)` closes it at the end of the block. */
   [Symbol.dispose](): void {
     SharedMemory.#of(this).close()
+    this.#copyView = null
+  }
+
+  /**
+   * The view copies go through, made at the second copy that can use it (a
+   * view costs more than one crossing); null when the handle is closed, the
+   * segment is larger than COPY_VIEW_MAX, or attach() is refused
+   * (Electron): copies then cross.
+   */
+  #copyViewOf(native: NativeSegment): Buffer | null {
+    if (this.#copyView === undefined) {
+      if (this.#copiesWithoutView < 1) {
+        this.#copiesWithoutView += 1
+        return null
+      }
+      this.#copyView = null
+      // Only over an external buffer: an in-heap view reserves gigabytes of
+      // address space, more than a few copies are worth.
+      if (this.size <= COPY_VIEW_MAX && zeroCopy() === 'external' && faultCount() >= 0 && !native.closed) {
+        try {
+          const buffer = native.attach(this.readOnly, false)
+          noteAttached(buffer)
+          this.#copyView = Buffer.from(buffer, 0, this.size)
+        } catch {
+          // No view (ENOMEM, ERR_SHM_EXTERNAL_BUFFERS): the addon copies.
+        }
+      }
+    }
+    return this.#copyView
   }
 
   static #throwIfClosed(native: NativeSegment): void {

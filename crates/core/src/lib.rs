@@ -67,6 +67,8 @@ pub use mutex::{LockOutcome, Owner, SharedMutex, MUTEX_BYTES};
 #[cfg(not(loom))]
 pub use name::{Name, Namespace, Platform, MAX_NAME_BYTES};
 #[cfg(not(loom))]
+pub use ranges::fault_count;
+#[cfg(not(loom))]
 pub use registry::Place;
 #[cfg(not(loom))]
 pub use segment::{OpenError, OpenOptions, Ownership, Segment, MAX_SIZE};

@@ -1,7 +1,7 @@
 //! One attachment of a segment: a range of this process's address space.
 
 use std::ptr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -68,6 +68,8 @@ pub struct Mapping {
   slots: [usize; 2],
   /// `RETIRED | RELEASED` flags plus `PIN` times the number of pins.
   state: AtomicUsize,
+  /// [`Mapping::zero_in_place`] has run: still ours, no longer the segment.
+  zeroed: AtomicBool,
 }
 
 // SAFETY: the mapping is a range of shared memory with no thread affinity; all
@@ -170,6 +172,7 @@ impl Mapping {
         overlay,
         slots,
         state: AtomicUsize::new(0),
+        zeroed: AtomicBool::new(false),
       }
     })
   }
@@ -251,6 +254,13 @@ impl Mapping {
   /// while pinned, but nothing new can reach it).
   pub fn is_unmapped(&self) -> bool {
     self.as_ptr().is_null()
+  }
+
+  /// Whether the caller's view no longer reaches the segment: unmapped, or
+  /// zero pages in its place ([`Mapping::zero_in_place`]). Waits on it end
+  /// and lookups no longer find it.
+  pub fn is_detached(&self) -> bool {
+    self.is_unmapped() || self.zeroed.load(Ordering::Acquire)
   }
 
   /// Keeps the memory mapped until the returned guard drops, so that another
@@ -380,6 +390,44 @@ impl Mapping {
     }
     // SAFETY: `offset <= len` of a live mapping, so the result is in bounds.
     Ok(unsafe { base.add(offset) })
+  }
+
+  /// Replaces the mapped bytes with private zero pages, keeping the address
+  /// range mapped: for memory that JavaScript can still reach through a
+  /// buffer that cannot be detached (a `SharedArrayBuffer`) but must no
+  /// longer see the segment through. Writes then go to pages of this process
+  /// alone. [`Mapping::unmap`] still frees the range later.
+  ///
+  /// Returns `false` and does nothing once [`Mapping::unmap`] has run: the
+  /// range may already belong to someone else.
+  ///
+  /// # Errors
+  /// The `mmap` error (`ENOMEM`) if the kernel cannot make the zero pages;
+  /// the segment then stays mapped.
+  #[cfg(unix)]
+  pub fn zero_in_place(self: &Arc<Self>) -> Result<bool> {
+    // The pin keeps `unmap` (from any thread) from releasing the range
+    // while we map over it.
+    let Some(pin) = self.pin() else {
+      return Ok(false);
+    };
+    // No lookup finds the view from now on: waits, notifies and copies on
+    // it say it is not attached.
+    registry::hide(self.base as usize);
+    // SAFETY: pinned, so `base`/`len` (and the alias, as long) are still
+    // our mappings; the caller accepts that every reader sees zeros from now
+    // on. The alias goes too: it would keep the segment mapped (and a
+    // deleted segment's memory allocated) until the garbage collector runs.
+    unsafe {
+      os::zero_over(pin.as_ptr(), pin.len())?;
+      if let Some(alias) = self.alias {
+        os::zero_over(alias, self.len)?;
+      }
+    }
+    self.zeroed.store(true, Ordering::Release);
+    // Waits on the view end (`Detached`), as after an unmap.
+    waiter::poke();
+    Ok(true)
   }
 
   /// Unmaps now, or when the last [`Pinned`] drops. Later calls, and the
@@ -514,5 +562,53 @@ impl Drop for Mapping {
   fn drop(&mut self) {
     // SAFETY: whoever drops the last owner can no longer reach the memory.
     unsafe { self.unmap() };
+  }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+  use super::*;
+  use crate::test_support::scratch_segment;
+
+  #[test]
+  fn zero_in_place_of_a_copy_on_write_view_cuts_its_alias_off_too() {
+    let segment = scratch_segment("zero-in-place-alias");
+    let writer = segment.map(Access::ReadWrite).unwrap();
+    writer.write_at(0, b"seen").unwrap();
+    let view = segment.map(Access::CopyOnWrite).unwrap();
+    let alias = view.shared_ptr(0);
+    assert!(view.zero_in_place().unwrap());
+    assert!(view.is_detached());
+    let start = view.as_ptr() as usize;
+    assert!(Mapping::containing(start, 4).is_none());
+    assert!(Mapping::place(start, 4).is_none());
+    // SAFETY: the alias stays mapped (as zero pages) until unmap.
+    assert_eq!(unsafe { std::slice::from_raw_parts(alias, 4) }, [0; 4]);
+    // SAFETY: nothing uses the view's memory afterwards.
+    unsafe { view.unmap() };
+  }
+
+  #[test]
+  fn zero_in_place_keeps_the_range_readable_and_cuts_it_off_the_segment() {
+    let segment = scratch_segment("zero-in-place");
+    let view = Arc::new(segment.map(Access::ReadWrite).unwrap());
+    let other = segment.map(Access::ReadWrite).unwrap();
+    view.write_at(0, b"seen").unwrap();
+    assert!(view.zero_in_place().unwrap());
+    let mut bytes = [1u8; 4];
+    view.read_at(0, &mut bytes).unwrap();
+    assert_eq!(bytes, [0; 4], "the view reads zeros");
+    view.write_at(0, b"mine").unwrap();
+    other.read_at(0, &mut bytes).unwrap();
+    assert_eq!(
+      &bytes, b"seen",
+      "writes through it no longer reach the segment"
+    );
+    // SAFETY: nothing uses the view's memory afterwards.
+    unsafe { view.unmap() };
+    assert!(
+      !view.zero_in_place().unwrap(),
+      "an unmapped range is left alone"
+    );
   }
 }

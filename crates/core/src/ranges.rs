@@ -10,7 +10,7 @@
 //! readers need no lock.
 
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 /// Slots per chunk; chunks are allocated as the table grows, never freed.
 const CHUNK: usize = 1024;
@@ -93,12 +93,24 @@ pub(crate) fn find(addr: usize) -> Option<(usize, usize, usize)> {
   None
 }
 
+/// How many faults past a segment's end this process has covered, ever: a
+/// word that code copying without the library's calls (the JavaScript copy
+/// view of a handle) reads before and after a copy, to learn that the copy
+/// met a shrunk segment and must be redone by a call that reports it.
+static FAULTS: AtomicU32 = AtomicU32::new(0);
+
+/// The counter of covered faults (see [`FAULTS`]); it only grows.
+pub fn fault_count() -> &'static AtomicU32 {
+  &FAULTS
+}
+
 /// Marks slot `index` as having faulted (signal-safe).
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) fn mark_faulted(index: usize) {
   if let Some(slot) = slot(index) {
     slot.faulted.store(true, Ordering::Release);
   }
+  FAULTS.fetch_add(1, Ordering::AcqRel);
 }
 
 /// Whether slot `index` faulted since it was claimed.

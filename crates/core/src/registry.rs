@@ -23,8 +23,9 @@ struct Entry {
   slot: usize,
   /// The mapping it belongs to (for an alias: the view that owns it).
   owner: Weak<Mapping>,
-  /// A copy-on-write view's shared alias: ours, but no caller's view lies
-  /// in it, so [`containing`] never answers with it.
+  /// A copy-on-write view's shared alias, or a view turned into zero pages
+  /// ([`hide`]): ours, but no caller's view of the segment lies in it, so
+  /// [`containing`] and [`place`] never answer with it.
   alias: bool,
   /// For a view: what [`place`] answers, copied here so that the hot calls
   /// need not touch the mapping's reference counts.
@@ -172,6 +173,15 @@ pub(crate) fn remove(start: usize, owner: &Mapping) {
   }
 }
 
+/// Stops answering lookups for the view at `start`, whose memory became
+/// zero pages of its own (`Mapping::zero_in_place`): the range stays ours,
+/// and counted, until it is unmapped.
+pub(crate) fn hide(start: usize) {
+  if let Some(entry) = write().map.get_mut(&start) {
+    entry.alias = true;
+  }
+}
+
 /// The live mappings with a view (not an alias) overlapping
 /// `[addr, addr + len)`, which must be overlays whose owner freed and
 /// reused their memory (see `Mapping::overlay`).
@@ -236,7 +246,7 @@ pub(crate) fn containing(addr: usize, len: usize) -> Option<Arc<Mapping>> {
   entry
     .owner
     .upgrade()
-    .filter(|mapping| !mapping.is_unmapped())
+    .filter(|mapping| !mapping.is_detached())
 }
 
 #[cfg(test)]

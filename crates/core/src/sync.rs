@@ -79,7 +79,7 @@ impl SharedWord {
 
   /// Whether the caller's view was detached: waits on it should end.
   pub fn is_detached(&self) -> bool {
-    self.pin.mapping().is_unmapped()
+    self.pin.mapping().is_detached()
   }
 
   /// [`crate::Error::Shrunk`] if the word's page lay past the segment's end

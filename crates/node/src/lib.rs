@@ -11,6 +11,7 @@ mod hot;
 mod in_heap;
 mod outcome;
 mod segment;
+mod shared_buffers;
 mod sync;
 mod views;
 mod words;
@@ -20,6 +21,7 @@ pub use hot::sync_calls;
 pub use in_heap::{zero_copy, ZeroCopy};
 pub use outcome::SyncOutcome;
 pub use segment::{delete_segment, os_name_of, NativeOpenOptions, NativeSegment};
+pub use shared_buffers::fault_counter;
 pub use sync::{
   cancel_wait, check_mutex, init_sync, keep_alive, lock_mutex_async, pending_waits,
   wait_word_async, waiter_threads,

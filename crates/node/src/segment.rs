@@ -226,7 +226,7 @@ impl NativeSegment {
     let (view, buffer) = match kind {
       ZeroCopy::External => {
         let mapping = segment.map(access).map_err(|e| throw_core(&env, &e))?;
-        View::new(&env, mapping)?
+        View::new(&env, mapping, true)?
       }
       #[cfg(unix)]
       ZeroCopy::InHeap => View::in_heap(&env, segment, access)?,
@@ -242,9 +242,9 @@ impl NativeSegment {
     Ok(unsafe { napi::bindgen_prelude::Unknown::from_raw_unchecked(env.raw(), buffer) })
   }
 
-  /// Unmaps the attachment whose `ArrayBuffer` is `buffer` and detaches it
+  /// Unmaps the attachment whose buffer is `buffer` and detaches it
   /// (`PR_DetachSharedMemory`).
-  #[napi(ts_args_type = "buffer: ArrayBuffer")]
+  #[napi(ts_args_type = "buffer: ArrayBuffer | SharedArrayBuffer")]
   pub fn detach(
     &mut self,
     env: Env,
@@ -267,8 +267,13 @@ impl NativeSegment {
         "The view is not attached to this segment (already detached, or from another handle)",
       ));
     };
-    view.detach(&env, Some(buffer.value().value));
-    Ok(())
+    view
+      .detach(&env, Some(buffer.value().value))
+      .map_err(|failed| {
+        let (view, error) = *failed;
+        self.views.insert(key, view);
+        throw_core(&env, &error)
+      })
   }
 
   /// Copies `length` bytes from `offset` into a new Buffer.
@@ -332,7 +337,9 @@ impl NativeSegment {
   #[napi]
   pub fn close(&mut self, env: Env) {
     for (_, view) in self.views.drain() {
-      view.detach(&env, None);
+      // A view whose zero pages could not be made keeps the segment's
+      // memory until the garbage collector frees it: still no crash.
+      let _ = view.detach(&env, None);
     }
     self.copier = None;
     self.segment = None;
@@ -404,7 +411,8 @@ fn run_init(env: &Env, init: sys::napi_value, mapping: Arc<Mapping>) -> napi::Re
   if !in_heap::external_buffers_allowed(env) {
     return copied_init::run(env, init, &mapping);
   }
-  let (view, buffer) = View::new(env, mapping)?;
+  // An ArrayBuffer, which detach empties: init's view has length 0 after.
+  let (view, buffer) = View::new(env, mapping, false)?;
   let mut this = std::ptr::null_mut();
   let mut returned = std::ptr::null_mut();
   // SAFETY: live env; `init` and `buffer` are values of this call; the
@@ -415,7 +423,9 @@ fn run_init(env: &Env, init: sys::napi_value, mapping: Arc<Mapping>) -> napi::Re
   };
   // Whether `init` left the buffer over the memory, before detaching it.
   let kept = view.is_live_buffer(env, buffer);
-  view.detach(env, Some(buffer));
+  // A SharedArrayBuffer cannot fail to detach here but for ENOMEM, and then
+  // keeps the memory until collected: nothing to report over init.
+  let _ = view.detach(env, Some(buffer));
   if status == sys::Status::napi_pending_exception {
     return Err(napi::Error::from_status(napi::Status::PendingException));
   }
@@ -462,20 +472,18 @@ fn in_bounds(
   Ok((offset as usize, length as usize))
 }
 
-/// The data pointer of `value` if it is an `ArrayBuffer`, else null.
+/// The data pointer of `value` if it is an `ArrayBuffer` or (where views are
+/// shared) a `SharedArrayBuffer`, else null.
 fn arraybuffer_data(env: &Env, value: sys::napi_value) -> *mut std::ffi::c_void {
-  let mut is_arraybuffer = false;
   let mut data = std::ptr::null_mut();
   let mut length = 0;
   // SAFETY: `value` is an argument of this call; both out-pointers are valid.
-  unsafe {
-    if sys::napi_is_arraybuffer(env.raw(), value, &mut is_arraybuffer) != sys::Status::napi_ok
-      || !is_arraybuffer
-      || sys::napi_get_arraybuffer_info(env.raw(), value, &mut data, &mut length)
-        != sys::Status::napi_ok
-    {
-      return std::ptr::null_mut();
-    }
+  // Node-API answers napi_invalid_arg for anything else (and, before Node
+  // 22.21, for a SharedArrayBuffer, which views are not there).
+  let status = unsafe { sys::napi_get_arraybuffer_info(env.raw(), value, &mut data, &mut length) };
+  if status == sys::Status::napi_ok {
+    data
+  } else {
+    std::ptr::null_mut()
   }
-  data
 }

@@ -1,7 +1,11 @@
-//! The JavaScript side of a mapping: one external `ArrayBuffer` over it,
-//! detached (Node-API 7, `napi_detach_arraybuffer`) before the memory goes.
+//! The JavaScript side of a mapping: one external buffer over it. Where the
+//! runtime can make one, a `SharedArrayBuffer` (see `shared_buffers.rs`:
+//! no garbage collection per attach), which detach cannot detach, so it puts
+//! zero pages over the memory and the finalizer unmaps; elsewhere an
+//! `ArrayBuffer`, detached (Node-API 7, `napi_detach_arraybuffer`) before the
+//! memory goes.
 //!
-//! Ownership: the `ArrayBuffer`'s finalizer holds one `Arc<Mapping>`, the
+//! Ownership: the buffer's finalizer holds one `Arc<Mapping>`, the
 //! handle that made it holds another plus a weak reference to the buffer.
 //! Memory is unmapped when the handle detaches a live buffer over it
 //! (`detach`, `close`) or when the garbage collector frees the last buffer
@@ -21,14 +25,15 @@ use std::ffi::c_void;
 use std::ptr;
 use std::sync::Arc;
 
-use named_shm_core::Mapping;
 #[cfg(unix)]
 use named_shm_core::{Access, Segment};
+use named_shm_core::{Error, Mapping};
 use napi::{sys, Env};
 
 use crate::errors::{check, throw_code, Kind, EXTERNAL_BUFFERS, OUT_OF_RANGE};
 #[cfg(unix)]
 use crate::in_heap;
+use crate::shared_buffers;
 
 /// A mapping handed to JavaScript.
 pub struct View {
@@ -36,31 +41,55 @@ pub struct View {
   /// Weak: the handle must not keep the buffer alive.
   buffer: sys::napi_ref,
   address: usize,
+  /// A `SharedArrayBuffer`: detached by zero pages, unmapped by its finalizer.
+  shared: bool,
   /// The buffer's length: the mapping's, or whole WebAssembly pages in-heap.
   capacity: usize,
 }
 
 impl View {
-  /// Wraps `mapping` in an external `ArrayBuffer`.
+  /// Wraps `mapping` in an external buffer: a `SharedArrayBuffer` where the
+  /// runtime makes them and `shareable` allows it, else an `ArrayBuffer`.
   ///
   /// # Errors
   /// `ERR_SHM_EXTERNAL_BUFFERS` where the runtime forbids external buffers
   /// (Electron ≥ 21): a copy would silently stop being shared.
-  pub fn new(env: &Env, mapping: Arc<Mapping>) -> napi::Result<(View, sys::napi_value)> {
+  pub fn new(
+    env: &Env,
+    mapping: Arc<Mapping>,
+    shareable: bool,
+  ) -> napi::Result<(View, sys::napi_value)> {
     let hint = Box::into_raw(Box::new(Arc::clone(&mapping)));
     let mut buffer = ptr::null_mut();
-    // SAFETY: the memory stays mapped until `release` runs or the handle
-    // detaches the buffer first; `hint` is a leaked Box that `release`
-    // reclaims exactly once.
-    let status = unsafe {
-      sys::napi_create_external_arraybuffer(
-        env.raw(),
-        mapping.as_ptr().cast(),
-        mapping.len(),
-        Some(release),
-        hint.cast(),
-        &mut buffer,
-      )
+    // SAFETY: the memory stays mapped until `release_shared` runs; `hint` is
+    // a leaked Box that it reclaims exactly once.
+    let shared = shareable
+      .then(|| unsafe {
+        shared_buffers::create(
+          env.raw(),
+          mapping.as_ptr().cast(),
+          mapping.len(),
+          release_shared,
+          hint.cast(),
+          &mut buffer,
+        )
+      })
+      .flatten();
+    let status = match shared {
+      Some(status) => status,
+      // SAFETY: the memory stays mapped until `release` runs or the handle
+      // detaches the buffer first; `hint` is a leaked Box that `release`
+      // reclaims exactly once.
+      None => unsafe {
+        sys::napi_create_external_arraybuffer(
+          env.raw(),
+          mapping.as_ptr().cast(),
+          mapping.len(),
+          Some(release),
+          hint.cast(),
+          &mut buffer,
+        )
+      },
     };
     if status == sys::Status::napi_no_external_buffers_allowed {
       // SAFETY: refused before Node took the finalizer, so `release` will
@@ -98,6 +127,7 @@ impl View {
         capacity: mapping.len(),
         mapping,
         buffer: reference,
+        shared: shared.is_some(),
       },
       buffer,
     ))
@@ -155,6 +185,7 @@ impl View {
         capacity: memory.capacity,
         mapping,
         buffer: reference,
+        shared: false,
       },
       memory.buffer,
     ))
@@ -199,17 +230,35 @@ impl View {
   }
 
   /// Detaches `buffer` (by default the one we made) so that every view on it
-  /// reports length 0, then unmaps.
+  /// reports length 0, then unmaps. A `SharedArrayBuffer` cannot be
+  /// detached: its memory turns into zero pages instead, which its finalizer
+  /// unmaps.
+  ///
+  /// # Errors
+  /// The `mmap` error when the zero pages cannot be made (the view then
+  /// stays attached).
   ///
   /// Only a live buffer that still holds our memory proves that nothing else
   /// does. Our own buffer may have been detached by JavaScript instead:
   /// `ArrayBuffer.prototype.transfer()` (Node >= 21) moves the memory into a
   /// new buffer we do not know. Then the memory stays mapped until the
   /// finalizer runs, which happens when the last buffer holding it is freed.
-  pub fn detach(self, env: &Env, buffer: Option<sys::napi_value>) {
+  pub fn detach(
+    self,
+    env: &Env,
+    buffer: Option<sys::napi_value>,
+  ) -> Result<(), Box<(View, Error)>> {
+    if self.shared {
+      #[cfg(unix)]
+      if let Err(error) = self.mapping.zero_in_place() {
+        return Err(Box::new((self, error)));
+      }
+      self.forget(env);
+      return Ok(());
+    }
     if self.mapping.is_overlay() {
       self.detach_overlay(env, buffer);
-      return;
+      return Ok(());
     }
     if let Some(buffer) = buffer.or_else(|| self.buffer_value(env)) {
       if self.is_over_memory(env, buffer) {
@@ -224,6 +273,7 @@ impl View {
       }
     }
     self.forget(env);
+    Ok(())
   }
 
   /// An in-heap view's detach: zero pages go back over the segment, so every
@@ -276,6 +326,16 @@ unsafe extern "C" fn release(_env: sys::napi_env, _data: *mut c_void, hint: *mut
   // SAFETY: the last buffer holding the memory is gone, so nothing in
   // JavaScript reaches it; the handle unmaps earlier only after detaching a
   // buffer that held it.
+  unsafe { mapping.unmap() };
+}
+
+/// The `SharedArrayBuffer` finalizer, on any thread: no isolate holds the
+/// buffer any more.
+unsafe extern "C" fn release_shared(_data: *mut c_void, hint: *mut c_void) {
+  // SAFETY: `hint` is the Box leaked in `View::new`, reclaimed only here.
+  let mapping = unsafe { Box::from_raw(hint.cast::<Arc<Mapping>>()) };
+  // SAFETY: no JavaScript can reach the memory any more; waiter threads
+  // hold pins, which defer the unmap.
   unsafe { mapping.unmap() };
 }
 

@@ -149,7 +149,14 @@ fn has_proc() -> bool {
 /// Before Linux 6.0, O_TMPFILE skipped the umask on filesystems without
 /// POSIX ACLs ("fs: add missing umask strip in vfs_tmpfile"). Where the new
 /// file kept every bit asked for, apply the umask ourselves, as fs.open would.
+///
+/// Where the kernel masks O_TMPFILE files itself (learned once per process,
+/// see [`kernel_masks_tmpfiles`]) there is nothing to do, and no need to read
+/// the umask from `/proc` on every create.
 fn apply_umask(fd: &Handle, mode: Mode) -> Result<()> {
+  if kernel_masks_tmpfiles() {
+    return Ok(());
+  }
   let actual = fs::fstat(fd).map_err(os_error("fstat"))?.st_mode & 0o777;
   if actual != mode.bits() {
     return Ok(()); // the kernel (or a default ACL) already decided
@@ -162,6 +169,22 @@ fn apply_umask(fd: &Handle, mode: Mode) -> Result<()> {
     fs::fchmod(fd, Mode::from_bits_truncate(wanted)).map_err(os_error("fchmod"))?;
   }
   Ok(())
+}
+
+/// Whether the kernel applies the umask (or a default ACL) to O_TMPFILE files
+/// in `/dev/shm`: a property of the kernel and the filesystem, so probed once
+/// per process with a file asking for every permission bit. A probe that
+/// keeps all of them (an old kernel, or a umask of 0 at that moment) answers
+/// no, and each create then checks for itself as before: never wrong, only
+/// slower.
+fn kernel_masks_tmpfiles() -> bool {
+  static MASKS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+  *MASKS.get_or_init(|| {
+    let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+    fs::open(SHM_DIR, flags, Mode::from_bits_truncate(0o777))
+      .and_then(|probe| fs::fstat(&probe))
+      .is_ok_and(|stat| stat.st_mode & 0o777 != 0o777)
+  })
 }
 
 /// The umask, read without changing it (`Umask:` in proc_pid_status(5), Linux 4.7+).

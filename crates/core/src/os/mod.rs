@@ -9,7 +9,8 @@
 //!   openable by name (`EEXIST` when the name is taken; it may be retried);
 //! - `map(&Handle, len, Access)` and `unmap(ptr, len)`; on POSIX also
 //!   `map_over(addr, &Handle, len, Access)`, `zero_over(addr, len)` and
-//!   `page_size()` for in-heap views (`overlay.rs`);
+//!   `page_size()` for in-heap views (`overlay.rs`); `zero_over` also swaps a
+//!   detached `SharedArrayBuffer` view for zero pages in place;
 //! - `wait(&AtomicU32, expected, timeout) -> Wake`, `wake(&AtomicU32, count)`,
 //!   `wait_any(control, words, timeout) -> WakeAny` with `WAIT_ANY_MAX` (0
 //!   where the OS cannot wait on several words at once);
