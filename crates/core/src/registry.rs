@@ -176,6 +176,7 @@ pub(crate) fn remove(start: usize, owner: &Mapping) {
 /// Stops answering lookups for the view at `start`, whose memory became
 /// zero pages of its own (`Mapping::zero_in_place`): the range stays ours,
 /// and counted, until it is unmapped.
+#[cfg(unix)]
 pub(crate) fn hide(start: usize) {
   if let Some(entry) = write().map.get_mut(&start) {
     entry.alias = true;
