@@ -44,7 +44,8 @@ use sha2::{Digest, Sha256};
 
 /// Slots in a segment's table: one 4 KiB page.
 pub(crate) const SLOTS: usize = 512;
-/// Bytes of a segment's table.
+/// Bytes of a segment's table (mapped by the Windows backend).
+#[cfg(windows)]
 pub(crate) const TABLE_BYTES: usize = SLOTS * 8;
 /// How many slots, from a word's hash on, may hold the word.
 const PROBES: usize = 32;
