@@ -19,16 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now_ns(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1e9 + t.tv_nsec;
-}
-
-static int compare(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
+#include "timing.h"
 
 static void await_value(_Atomic int *word, int value) {
   int seen;
@@ -72,7 +63,6 @@ int main(int argc, char **argv) {
     if (i >= warmup) times[i - warmup] = now_ns() - start;
   }
   waitpid(consumer, 0, 0);
-  qsort(times, chunks, sizeof(double), compare);
-  printf("{\"median\": %.1f, \"p99\": %.1f}\n", times[chunks / 2], times[chunks * 99 / 100]);
+  print_summary(times, chunks);
   return 0;
 }

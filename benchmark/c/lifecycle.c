@@ -13,16 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now_ns(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1e9 + t.tv_nsec;
-}
-
-static int compare(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
+#include "timing.h"
 
 int main(int argc, char **argv) {
   if (argc != 5) return 2;
@@ -47,7 +38,6 @@ int main(int argc, char **argv) {
     }
     if (s >= 0) times[s] = (now_ns() - start) / batch;
   }
-  qsort(times, samples, sizeof(double), compare);
-  printf("{\"median\": %.1f, \"p99\": %.1f}\n", times[samples / 2], times[samples * 99 / 100]);
+  print_summary(times, samples);
   return 0;
 }
