@@ -10,7 +10,7 @@
 //! from the record header and copies or slices it there.
 
 use std::cell::RefCell;
-use std::ffi::{c_void, CStr};
+use std::ffi::c_void;
 use std::ptr;
 use std::sync::Arc;
 
@@ -22,7 +22,7 @@ use named_shm_core::channel::{layout, Channel, Geometry, Received, Sent, Side};
 use named_shm_core::Mapping;
 
 use crate::errors::{check, throw_code, throw_core, ErrorCode, Kind, NOT_ATTACHED, OUT_OF_RANGE};
-use crate::hot::{args, boolean, number, respond, type_error, Callback};
+use crate::hot::{args, boolean, number, object_of_calls, respond, type_error};
 use crate::words::timeout;
 
 /// What `send` and `receive` return besides a message's offset (which is
@@ -116,37 +116,19 @@ pub fn channel_header(env: Env, capacity: f64, max_message: f64) -> napi::Result
   ts_return_type = "{ attach(view: Uint8Array): object; capacity(channel: object): number; maxMessage(channel: object): number; send(channel: object, data: Uint8Array, timeoutMs: number, spin: boolean, check: boolean): number; receive(channel: object, timeoutMs: number, spin: boolean, check: boolean): number; beginWait(channel: object, side: number, length: number): number | undefined; endWait(channel: object, side: number): void; close(channel: object): void }"
 )]
 pub fn channel_calls(env: Env) -> napi::Result<napi::bindgen_prelude::Object<'static>> {
-  let raw = env.raw();
-  let mut object = ptr::null_mut();
-  // SAFETY: live env of this call; `object` is a valid out-pointer.
-  check(unsafe { sys::napi_create_object(raw, &mut object) })?;
-  let calls: [(&CStr, Callback); 8] = [
-    (c"attach", attach_call),
-    (c"capacity", capacity_call),
-    (c"maxMessage", max_message_call),
-    (c"send", send_call),
-    (c"receive", receive_call),
-    (c"beginWait", begin_wait_call),
-    (c"endWait", end_wait_call),
-    (c"close", close_call),
-  ];
-  for (name, call) in calls {
-    let mut function = ptr::null_mut();
-    // SAFETY: `name` is NUL-terminated; `call` has the napi_callback ABI.
-    check(unsafe {
-      sys::napi_create_function(
-        raw,
-        name.as_ptr(),
-        name.to_bytes().len() as isize,
-        Some(call),
-        ptr::null_mut(),
-        &mut function,
-      )
-    })?;
-    // SAFETY: both values live in this env.
-    check(unsafe { sys::napi_set_named_property(raw, object, name.as_ptr(), function) })?;
-  }
-  Ok(napi::bindgen_prelude::Object::from_raw(raw, object))
+  object_of_calls(
+    &env,
+    &[
+      (c"attach", attach_call),
+      (c"capacity", capacity_call),
+      (c"maxMessage", max_message_call),
+      (c"send", send_call),
+      (c"receive", receive_call),
+      (c"beginWait", begin_wait_call),
+      (c"endWait", end_wait_call),
+      (c"close", close_call),
+    ],
+  )
 }
 
 /// The bytes of a Uint8Array argument: `(address, length)`.

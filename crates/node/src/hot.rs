@@ -30,18 +30,29 @@ pub(crate) fn lock_code(outcome: LockOutcome) -> u32 {
   ts_return_type = "{ wait(view: Int32Array, index: number, expected: number, timeoutMs: number, spin: boolean): number; notify(view: Int32Array, index: number, count: number): number; lock(view: ArrayBufferView, byteOffset: number, timeoutMs: number, spin: boolean): number; tryLock(view: ArrayBufferView, byteOffset: number): number; unlock(view: ArrayBufferView, byteOffset: number): void }"
 )]
 pub fn sync_calls(env: Env) -> napi::Result<napi::bindgen_prelude::Object<'static>> {
+  object_of_calls(
+    &env,
+    &[
+      (c"wait", wait_call),
+      (c"notify", notify_call),
+      (c"lock", lock_call),
+      (c"tryLock", try_lock_call),
+      (c"unlock", unlock_call),
+    ],
+  )
+}
+
+/// An object whose properties are `calls`, each a plain Node-API function
+/// (no napi-rs argument conversion on the way in: these are the hot paths).
+pub(crate) fn object_of_calls(
+  env: &Env,
+  calls: &[(&CStr, Callback)],
+) -> napi::Result<napi::bindgen_prelude::Object<'static>> {
   let raw = env.raw();
   let mut object = ptr::null_mut();
   // SAFETY: live env of this call; `object` is a valid out-pointer.
   check(unsafe { sys::napi_create_object(raw, &mut object) })?;
-  let calls: [(&CStr, Callback); 5] = [
-    (c"wait", wait_call),
-    (c"notify", notify_call),
-    (c"lock", lock_call),
-    (c"tryLock", try_lock_call),
-    (c"unlock", unlock_call),
-  ];
-  for (name, call) in calls {
+  for &(name, call) in calls {
     let mut function = ptr::null_mut();
     // SAFETY: `name` is NUL-terminated; `call` has the napi_callback ABI.
     check(unsafe {
