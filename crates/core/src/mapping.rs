@@ -189,7 +189,7 @@ impl Mapping {
   /// handler maps private zero pages there instead of letting SIGBUS kill
   /// the process).
   pub fn was_shrunk(&self) -> bool {
-    self.slots.iter().any(|&slot| ranges::faulted(slot))
+    ranges::check_shrunk(&self.slots, self.len).is_err()
   }
 
   /// [`Error::Shrunk`] if [`Mapping::was_shrunk`].
@@ -197,13 +197,7 @@ impl Mapping {
   /// # Errors
   /// [`Error::Shrunk`] when another process shrank the segment under us.
   pub fn check_shrunk(&self) -> Result<()> {
-    if self.was_shrunk() {
-      Err(Error::Shrunk {
-        mapped: self.len as u64,
-      })
-    } else {
-      Ok(())
-    }
+    ranges::check_shrunk(&self.slots, self.len)
   }
 
   /// The live mapping of this process that holds all of `[addr, addr + len)`,

@@ -117,3 +117,13 @@ pub(crate) fn mark_faulted(index: usize) {
 pub(crate) fn faulted(index: usize) -> bool {
   slot(index).is_some_and(|slot| slot.faulted.load(Ordering::Acquire))
 }
+
+/// [`Error::Shrunk`](crate::Error::Shrunk) for a mapping of `len` bytes
+/// whose view or alias (`slots`) faulted past the segment's end.
+pub(crate) fn check_shrunk(slots: &[usize; 2], len: usize) -> crate::Result<()> {
+  if slots.iter().any(|&slot| faulted(slot)) {
+    Err(crate::Error::Shrunk { mapped: len as u64 })
+  } else {
+    Ok(())
+  }
+}

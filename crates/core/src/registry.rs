@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::ptr;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::mapping::Mapping;
 use crate::ranges;
 
@@ -60,7 +60,7 @@ impl Place {
   /// Whether a page of the view (or its alias) faulted past the segment's
   /// end ([`Mapping::was_shrunk`]).
   pub fn was_shrunk(&self) -> bool {
-    self.slots.iter().any(|&slot| ranges::faulted(slot))
+    ranges::check_shrunk(&self.slots, self.len).is_err()
   }
 
   /// [`Error::Shrunk`] if [`Place::was_shrunk`].
@@ -68,13 +68,7 @@ impl Place {
   /// # Errors
   /// As said.
   pub fn check_shrunk(&self) -> Result<()> {
-    if self.was_shrunk() {
-      Err(Error::Shrunk {
-        mapped: self.len as u64,
-      })
-    } else {
-      Ok(())
-    }
+    ranges::check_shrunk(&self.slots, self.len)
   }
 }
 
