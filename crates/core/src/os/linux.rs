@@ -166,9 +166,9 @@ fn has_proc() -> bool {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Linker {
   /// `linkat(fd, "", AT_EMPTY_PATH)`: Linux 6.10+ allows it for a file
-  /// opened under the caller's own credentials ("relax linkat(AT_EMPTY_PATH)
-  /// - aka flink() - requirements"), older kernels only with
-  /// `CAP_DAC_READ_SEARCH`. One system call, no path to walk.
+  /// opened under the caller's own credentials (the kernel change "relax
+  /// linkat(AT_EMPTY_PATH), aka flink(), requirements"), older kernels only
+  /// with `CAP_DAC_READ_SEARCH`. One system call, no path to walk.
   Descriptor,
   /// `linkat("/proc/self/fd/N", AT_SYMLINK_FOLLOW)`: any kernel, with /proc.
   Proc,
