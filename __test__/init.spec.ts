@@ -8,7 +8,7 @@ import { join } from 'node:path'
 
 import test from 'ava'
 
-import { NativeSegment } from '../binding'
+import { segmentCalls } from '../binding'
 import { SharedMemory, SharedMutex } from '../index'
 import { deleteAtEnd, jsonLines, PACKAGE_ROOT, runFixture, runNode, uniqueName } from './helpers'
 
@@ -178,8 +178,8 @@ test('init is checked like every option', (t) => {
 
 test('the binding called directly with an init that is not a function: a coded error, nothing published', (t) => {
   const name = uniqueName('init-binding')
-  const options = { create: true, exclusive: false, mode: 0o600, readOnly: false, reserve: true, global: false }
-  t.throws(() => NativeSegment.open(name, 64, options, 42 as never), { code: 'ERR_INVALID_ARG_TYPE' })
+  const open = () => segmentCalls().open(name, 64, true, false, false, true, false, 0o600, 42 as never, new Float64Array(4))
+  t.throws(open, { code: 'ERR_INVALID_ARG_TYPE' })
   t.false(exists(name))
   t.deepEqual(traces(name), [])
 })
