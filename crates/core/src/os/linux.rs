@@ -309,27 +309,28 @@ fn unpredictable() -> u64 {
   hasher.finish()
 }
 
-/// Sets the size (ftruncate(2) zero-fills) and reserves the pages
-/// (fallocate(2) on tmpfs allocates them, or fails with `ENOSPC`).
+/// Sets the size and, with `reserve`, allocates the pages: fallocate(2)
+/// does both on tmpfs (without `FALLOC_FL_KEEP_SIZE` it extends the file to
+/// `size`), or fails with `ENOSPC`; without `reserve`, ftruncate(2) sets
+/// the size alone. Either way the file reads as zeros.
 fn prepare(fd: &Handle, size: u64, reserve: bool) -> Result<()> {
-  fs::ftruncate(fd, size).map_err(os_error("ftruncate"))?;
-  if reserve {
-    fs::fallocate(fd, FallocateFlags::empty(), 0, size).map_err(|errno| {
-      let error = os_error("fallocate")(errno);
-      if errno == Errno::NOSPC {
-        // tmpfs gives back what a failed fallocate took, so this is what is
-        // free for a smaller request now.
-        let space = fs::fstatvfs(fd).ok().map(|stat| Space {
-          free: stat.f_bavail.saturating_mul(stat.f_frsize),
-          total: stat.f_blocks.saturating_mul(stat.f_frsize),
-        });
-        error.with_detail(no_space_detail(size, space))
-      } else {
-        error
-      }
-    })?;
+  if !reserve {
+    return fs::ftruncate(fd, size).map_err(os_error("ftruncate"));
   }
-  Ok(())
+  fs::fallocate(fd, FallocateFlags::empty(), 0, size).map_err(|errno| {
+    let error = os_error("fallocate")(errno);
+    if errno == Errno::NOSPC {
+      // tmpfs gives back what a failed fallocate took, so this is what is
+      // free for a smaller request now.
+      let space = fs::fstatvfs(fd).ok().map(|stat| Space {
+        free: stat.f_bavail.saturating_mul(stat.f_frsize),
+        total: stat.f_blocks.saturating_mul(stat.f_frsize),
+      });
+      error.with_detail(no_space_detail(size, space))
+    } else {
+      error
+    }
+  })
 }
 
 /// Free and total bytes of the shared memory filesystem.
@@ -755,6 +756,19 @@ mod tests {
     }
     assert_eq!(published, Ok(()));
     unlink(&os_name).unwrap();
+  }
+
+  #[test]
+  fn prepare_sizes_the_file_with_and_without_reserve() {
+    for reserve in [true, false] {
+      let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+      let fd = fs::open(SHM_DIR, flags, Mode::from_bits_truncate(0o600)).unwrap();
+      prepare(&fd, 3 * 4096 + 1, reserve).unwrap();
+      let stat = fs::fstat(&fd).unwrap();
+      assert_eq!(stat.st_size, 3 * 4096 + 1, "reserve {reserve}");
+      // st_blocks counts 512-byte units: reserved pages are allocated.
+      assert_eq!(stat.st_blocks >= 4 * 8, reserve, "reserve {reserve}");
+    }
   }
 
   #[test]
