@@ -184,6 +184,21 @@ test('the binding called directly with an init that is not a function: a coded e
   t.deepEqual(traces(name), [])
 })
 
+test('the binding called directly with a wrong info array: a coded error, nothing published; one init detaches: a coded error, no crash', (t) => {
+  const name = uniqueName('init-info')
+  deleteAtEnd(t, name)
+  const open = (init: (() => void) | undefined, info: unknown) =>
+    segmentCalls().open(name, 64, true, false, false, true, false, 0o600, init, info as Float64Array)
+  t.throws(() => open(undefined, new Float32Array(4)), { code: 'ERR_INVALID_ARG_TYPE' })
+  t.throws(() => open(undefined, new Float64Array(3)), { code: 'ERR_INVALID_ARG_TYPE' })
+  t.false(exists(name))
+  const info = new Float64Array(4)
+  t.throws(() => open(() => void structuredClone(info.buffer, { transfer: [info.buffer] }), info), {
+    code: 'ERR_INVALID_ARG_TYPE',
+  })
+  t.is(info.length, 0)
+})
+
 test('init opening the same name: not found without create; with create the inner open publishes and the outer opens it', (t) => {
   const name = uniqueName('init-nested')
   deleteAtEnd(t, name)

@@ -188,7 +188,7 @@ unsafe extern "C" fn open_call(
 ) -> sys::napi_value {
   let env = Env::from_raw(raw);
   let result = (|| -> napi::Result<sys::napi_value> {
-    let [name, size, create, exclusive, read_only, reserve, global, mode, init, out] =
+    let [name, size, create, exclusive, read_only, reserve, global, mode, init, out_value] =
       args::<10>(&env, info)?;
     let name = string(&env, name, "name")?;
     let size = number(&env, size, "size")?;
@@ -200,7 +200,8 @@ unsafe extern "C" fn open_call(
       mode: number(&env, mode, "mode")? as u32,
     };
     let global = boolean(&env, global, "global")?;
-    let out = float64s(&env, out, INFO_LEN, "info")?;
+    // Checked before anything is made, so a wrong `info` publishes nothing.
+    float64s(&env, out_value, INFO_LEN, "info")?;
     let mut kind = 0;
     // SAFETY: `init` is an argument of this call.
     check(unsafe { sys::napi_typeof(raw, init, &mut kind) })?;
@@ -210,9 +211,12 @@ unsafe extern "C" fn open_call(
       _ => return Err(type_error(&env, "init", "of type function")),
     };
     let segment = NativeSegment::open(&env, &name, size, &options, global, init)?;
-    let opened = segment
-      .segment()
-      .ok_or_else(|| type_error(&env, "name", "a segment"))?;
+    // `init` ran JavaScript, which could have detached `info`'s buffer
+    // (transfer()): look at it again rather than write where it was.
+    let out = float64s(&env, out_value, INFO_LEN, "info")?;
+    let Some(opened) = segment.segment() else {
+      return Err(type_error(&env, "handle", "an open segment"));
+    };
     let ownership = opened.ownership();
     let numbers = [
       opened.size() as f64,
@@ -221,8 +225,8 @@ unsafe extern "C" fn open_call(
       if opened.created() { 1.0 } else { 0.0 },
     ];
     let os_name = opened.name().os_name().to_owned();
-    // SAFETY: `out` holds at least INFO_LEN numbers (checked above); `init`,
-    // the only JavaScript run since, had no way to reach it.
+    // SAFETY: `out` holds at least INFO_LEN numbers (checked just above,
+    // after the last JavaScript this call runs).
     unsafe { ptr::copy_nonoverlapping(numbers.as_ptr(), out, INFO_LEN) };
     let data = Box::into_raw(Box::new(RefCell::new(segment))).cast::<c_void>();
     let mut external = ptr::null_mut();
