@@ -6,7 +6,7 @@ import { osNameOf, segmentCalls, zeroCopy, type ZeroCopy } from '../binding'
 import { COPY_VIEW_MAX, faultCount, isPrivate, noteAttached } from './copy-view'
 import { illegalConstructor, invalidArgType, invalidArgValue, invalidThis, libraryError, outOfRange } from './errors'
 import {
-  booleanOption,
+  booleanValue,
   bytesOf,
   MAX_SIZE,
   validateInteger,
@@ -85,6 +85,12 @@ type Handle = object
 /** What `calls.open` writes besides its result: size, owner, mode (NaN where none), created (1 or 0). */
 const opened = new Float64Array(4)
 
+/** Every key of {@link NameOptions}. */
+const NAME_OPTIONS = ['global'] as const
+
+/** Every key of {@link AttachOptions}. */
+const ATTACH_OPTIONS = ['readOnly', 'inHeap'] as const
+
 /** Every key of {@link OpenOptions}. */
 const OPEN_OPTIONS = ['create', 'exclusive', 'mode', 'readOnly', 'reserve', 'global', 'init'] as const
 
@@ -124,7 +130,7 @@ function isThenable(value: unknown): boolean {
 
 /** The `global` option of a {@link NameOptions} argument. */
 function globalOption(options: unknown): boolean {
-  return booleanOption(validateOptions(options, ['global']), 'global', false)
+  return booleanValue(validateOptions(options, NAME_OPTIONS).global, 'options.global', false)
 }
 
 /**
@@ -202,11 +208,11 @@ export class SharedMemory implements Disposable {
     validateString(name, 'name')
     validateInteger(size, 'size')
     const given = validateOptions(options, OPEN_OPTIONS)
-    const create = booleanOption(given, 'create', false)
-    const exclusive = booleanOption(given, 'exclusive', false)
-    const readOnly = booleanOption(given, 'readOnly', false)
-    const reserve = booleanOption(given, 'reserve', true)
-    const global = booleanOption(given, 'global', false)
+    const create = booleanValue(given.create, 'options.create', false)
+    const exclusive = booleanValue(given.exclusive, 'options.exclusive', false)
+    const readOnly = booleanValue(given.readOnly, 'options.readOnly', false)
+    const reserve = booleanValue(given.reserve, 'options.reserve', true)
+    const global = booleanValue(given.global, 'options.global', false)
     let mode = 0o600
     if (given.mode !== undefined) {
       validateInteger(given.mode, 'options.mode', 0, 0o777)
@@ -265,9 +271,9 @@ export class SharedMemory implements Disposable {
    */
   attach(options?: AttachOptions): Buffer {
     const native = SharedMemory.#of(this)
-    const given = validateOptions(options, ['readOnly', 'inHeap'])
-    const readOnly = booleanOption(given, 'readOnly', this.readOnly)
-    const inHeap = booleanOption(given, 'inHeap', false)
+    const given = validateOptions(options, ATTACH_OPTIONS)
+    const readOnly = booleanValue(given.readOnly, 'options.readOnly', this.readOnly)
+    const inHeap = booleanValue(given.inHeap, 'options.inHeap', false)
     // The addon says ERR_SHM_CLOSED itself; only this check comes first.
     if (this.size > kMaxLength) {
       SharedMemory.#throwIfClosed(native)

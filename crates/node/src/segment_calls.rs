@@ -95,29 +95,51 @@ fn with_segment<T>(
   body(&mut segment)
 }
 
-/// A string argument.
+/// A string argument: read in one call when it fits a buffer on the stack
+/// (every valid name does), else measured first.
 fn string(env: &Env, value: sys::napi_value, what: &str) -> napi::Result<String> {
-  let mut length = 0;
-  // SAFETY: `value` is an argument of the running call; a null buffer asks
-  // for the length in bytes.
-  let status =
-    unsafe { sys::napi_get_value_string_utf8(env.raw(), value, ptr::null_mut(), 0, &mut length) };
-  if status != sys::Status::napi_ok {
-    return Err(type_error(env, what, "of type string"));
-  }
-  let mut bytes = vec![0u8; length + 1];
+  const ROOM: usize = 1024;
+  let mut stack = [0u8; ROOM];
   let mut written = 0;
-  // SAFETY: `bytes` has room for `length` bytes and the NUL.
-  check(unsafe {
+  // SAFETY: `value` is an argument of the running call; `stack` has room
+  // for ROOM bytes, the NUL included.
+  let status = unsafe {
     sys::napi_get_value_string_utf8(
       env.raw(),
       value,
-      bytes.as_mut_ptr().cast(),
-      bytes.len(),
+      stack.as_mut_ptr().cast(),
+      ROOM,
       &mut written,
     )
-  })?;
-  bytes.truncate(written);
+  };
+  if status != sys::Status::napi_ok {
+    return Err(type_error(env, what, "of type string"));
+  }
+  // V8 writes whole characters only (at most 4 bytes each): with room for
+  // one more left over, the string was whole.
+  let bytes = if written + 4 < ROOM {
+    stack[..written].to_vec()
+  } else {
+    // It may not have fitted: ask its length, then read it whole.
+    let mut length = 0;
+    // SAFETY: as above; a null buffer asks for the length in bytes.
+    check(unsafe {
+      sys::napi_get_value_string_utf8(env.raw(), value, ptr::null_mut(), 0, &mut length)
+    })?;
+    let mut bytes = vec![0u8; length + 1];
+    // SAFETY: `bytes` has room for `length` bytes and the NUL.
+    check(unsafe {
+      sys::napi_get_value_string_utf8(
+        env.raw(),
+        value,
+        bytes.as_mut_ptr().cast(),
+        bytes.len(),
+        &mut written,
+      )
+    })?;
+    bytes.truncate(written);
+    bytes
+  };
   // Node-API writes UTF-8; a lone surrogate comes out as U+FFFD.
   String::from_utf8(bytes).map_err(|_| type_error(env, what, "a string"))
 }
