@@ -85,6 +85,26 @@ type Handle = object
 /** What `calls.open` writes besides its result: size, owner, mode (NaN where none), created (1 or 0). */
 const opened = new Float64Array(4)
 
+/**
+ * OS names already asked for, by name (one map per namespace): the OS name
+ * is a pure function of the name, and asking the addon costs a call.
+ * Cleared when full, so that a program opening ever new names keeps few.
+ */
+const osNames = [new Map<string, string>(), new Map<string, string>()] as const
+const OS_NAMES_MAX = 256
+
+/** The OS name of `name`, a name that `calls.open` just accepted. */
+function osNameOfOpened(name: string, global: boolean): string {
+  const known = osNames[global ? 1 : 0]
+  let osName = known.get(name)
+  if (osName === undefined) {
+    osName = osNameOf(name, global)
+    if (known.size >= OS_NAMES_MAX) known.clear()
+    known.set(name, osName)
+  }
+  return osName
+}
+
 /** Every key of {@link NameOptions}. */
 const NAME_OPTIONS = ['global'] as const
 
@@ -223,8 +243,8 @@ export class SharedMemory implements Disposable {
     }
     if (create && size === 0) throw outOfRange('size', '>= 1 && <= 2^53 - 1 to create a segment', size)
     const init = initOption(given.init, create)
-    const [native, osName] = calls.open(name, size, create, exclusive, readOnly, reserve, global, mode, init, opened)
-    return new SharedMemory(construct, name, native, osName, readOnly, opened)
+    const native = calls.open(name, size, create, exclusive, readOnly, reserve, global, mode, init, opened)
+    return new SharedMemory(construct, name, native, osNameOfOpened(name, global), readOnly, opened)
   }
 
   /**

@@ -382,7 +382,8 @@ fn run_init(env: &Env, init: sys::napi_value, mapping: Arc<Mapping>) -> napi::Re
   Ok(())
 }
 
-fn closed(env: &Env) -> napi::Error {
+/// `ERR_SHM_CLOSED`.
+pub(crate) fn closed(env: &Env) -> napi::Error {
   throw_code(
     env,
     Kind::Error,
