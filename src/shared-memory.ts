@@ -79,8 +79,8 @@ const construct = Symbol('construct')
 /** The binding's calls (crates/node/src/segment_calls.rs). */
 const calls = segmentCalls()
 
-/** An open segment in the binding: an opaque handle its calls take. */
-type Handle = object
+/** An open segment in the binding: the number its calls take. */
+type Handle = number
 
 /** What `calls.open` writes besides its result: size, owner, mode (NaN where none), created (1 or 0). */
 const opened = new Float64Array(4)
@@ -193,20 +193,26 @@ export class SharedMemory implements Disposable {
   constructor(
     token: typeof construct,
     name: string,
-    native: Handle,
-    osName: string,
+    size: number,
+    create: boolean,
+    exclusive: boolean,
     readOnly: boolean,
-    info: Float64Array,
+    reserve: boolean,
+    global: boolean,
+    mode: number,
+    init: ((buffer: ArrayBuffer) => void) | undefined,
   ) {
     if (token !== construct) throw illegalConstructor('use SharedMemory.open() to open a segment')
+    // The binding closes the handle when this object is collected open.
+    const native = calls.open(this, name, size, create, exclusive, readOnly, reserve, global, mode, init, opened)
     // Every field in one order, then frozen: one shape for every handle.
     this.name = name
-    this.osName = osName
-    this.size = info[0]
+    this.osName = osNameOfOpened(name, global)
+    this.size = opened[0]
     this.readOnly = readOnly
-    this.owner = Number.isNaN(info[1]) ? null : info[1]
-    this.mode = Number.isNaN(info[2]) ? null : info[2]
-    this.created = info[3] === 1
+    this.owner = Number.isNaN(opened[1]) ? null : opened[1]
+    this.mode = Number.isNaN(opened[2]) ? null : opened[2]
+    this.created = opened[3] === 1
     this.#native = native
     this.#copyView = undefined
     this.#copiesWithoutView = 0
@@ -243,8 +249,7 @@ export class SharedMemory implements Disposable {
     }
     if (create && size === 0) throw outOfRange('size', '>= 1 && <= 2^53 - 1 to create a segment', size)
     const init = initOption(given.init, create)
-    const native = calls.open(name, size, create, exclusive, readOnly, reserve, global, mode, init, opened)
-    return new SharedMemory(construct, name, native, osNameOfOpened(name, global), readOnly, opened)
+    return new SharedMemory(construct, name, size, create, exclusive, readOnly, reserve, global, mode, init)
   }
 
   /**

@@ -1,18 +1,21 @@
 //! The open `SharedMemory` handles of this thread, by id. JavaScript holds
-//! an external whose value is the id; the segment state lives here.
+//! the id (a number); the segment state lives here, and a finalizer on the
+//! `SharedMemory` object closes the handle should the object be dropped
+//! open.
 //!
 //! Why not an external that owns the state and frees it in its finalizer:
-//! then every handle, closed or not, costs the garbage collector a weak
-//! callback and a queued finalizer when it dies (~0.6 µs a handle, more
-//! than a tenth of a whole create-to-delete cycle). Here a handle carries a
-//! finalizer only while it is open: `close` frees the state and deletes the
-//! finalizer with it, so a closed handle is a plain object to the collector.
-//! The finalizer closes only handles that were dropped open.
+//! then every handle, closed or not, costs the garbage collector weak
+//! callbacks when it dies (the external's own, in Node-API, and its
+//! finalizer's: ~0.6 µs a handle, more than a tenth of a whole
+//! create-to-delete cycle). Here a handle carries a finalizer only while it
+//! is open: `close` frees the state and deletes the finalizer with it, so a
+//! closed handle is a plain object to the collector.
 //!
 //! An id is a slot's index and that slot's generation, which every removal
-//! bumps: a closed handle's id never finds the handle that reuses its slot.
-//! Ids are per thread, as Node-API envs are (one env per thread), and every
-//! call and finalizer of an env runs on its thread.
+//! bumps: a closed handle's id never finds the handle that reuses its slot,
+//! and a number that is no live id finds nothing. Ids are per thread, as
+//! Node-API envs are (one env per thread), and every call and finalizer of
+//! an env runs on its thread.
 
 use std::cell::RefCell;
 use std::ptr::NonNull;
@@ -24,15 +27,23 @@ use crate::segment::NativeSegment;
 /// What a handle's id stands for while it is open.
 pub(crate) type Cell = RefCell<NativeSegment>;
 
-/// An id as JavaScript's external holds it (never 0: generations start at 1).
+/// A handle's id (never 0: generations start at 1). It fits a pointer, for
+/// the finalizer's data, and a JavaScript number exactly.
 pub(crate) type Id = usize;
 
 /// Bits of an id that hold the slot index (16 Mi handles open at once on
-/// 64-bit targets); the rest hold the generation.
+/// 64-bit targets) and the generation: 53 bits in all, or a pointer's 32.
 const INDEX_BITS: u32 = if usize::BITS > 32 { 24 } else { 16 };
+const GENERATION_BITS: u32 = if usize::BITS > 32 { 29 } else { 16 };
 const INDEX_MASK: usize = (1 << INDEX_BITS) - 1;
 /// The largest generation an id holds: a slot that reaches it is retired.
-const MAX_GENERATION: usize = usize::MAX >> INDEX_BITS;
+const MAX_GENERATION: usize = (1 << GENERATION_BITS) - 1;
+
+/// The id a JavaScript number stands for, if it can be one.
+pub(crate) fn id_of(number: f64) -> Option<Id> {
+  let limit = (1u64 << (INDEX_BITS + GENERATION_BITS)) as f64;
+  (number >= 1.0 && number < limit && number.fract() == 0.0).then_some(number as Id)
+}
 
 /// One open handle's state.
 pub(crate) struct Open {
@@ -141,10 +152,22 @@ mod tests {
   use super::*;
 
   #[test]
-  fn ids_split_back_and_fit_a_pointer() {
+  fn ids_split_back_and_fit_a_number() {
     let id = 5usize << INDEX_BITS | 3;
     assert_eq!(split(id), (3, 5));
-    assert!(INDEX_BITS >= 16);
-    assert!(MAX_GENERATION >= (1 << 16) - 1);
+    assert_eq!(id_of(id as f64), Some(id));
+    let largest = MAX_GENERATION << INDEX_BITS | INDEX_MASK;
+    assert_eq!(id_of(largest as f64), Some(largest));
+    assert!((largest as f64) < 2f64.powi(53));
+    for not_an_id in [
+      0.0,
+      -1.0,
+      0.5,
+      f64::NAN,
+      f64::INFINITY,
+      (largest + 1) as f64,
+    ] {
+      assert_eq!(id_of(not_an_id), None, "{not_an_id}");
+    }
   }
 }

@@ -3,10 +3,11 @@
 //! few microseconds of system calls, and napi-rs's class machinery (a
 //! wrapped object per handle, a type-tag check and an unwrap per call, an
 //! options object read property by property, a getter call per property)
-//! cost as much again. Here a handle is an external of ours, type-tagged,
-//! holding the id of one [`NativeSegment`] in this thread's table
-//! (handles.rs); `open` takes its options as arguments and hands back
-//! everything the facade shows in one go.
+//! cost as much again. Here a handle is a number, the id of one
+//! [`NativeSegment`] in this thread's table (handles.rs), and the object
+//! that owns it (the facade's `SharedMemory`) carries the finalizer; `open`
+//! takes its options as arguments and hands back everything the facade
+//! shows in one go.
 
 use std::ffi::c_void;
 use std::ptr;
@@ -21,16 +22,9 @@ use crate::handles::{self, Cell, Id};
 use crate::hot::{args, boolean, number, object_of_calls, respond, type_error};
 use crate::segment::{closed, delete_segment, NativeSegment};
 
-/// Marks the externals that hold a segment handle, so no other external is
-/// taken for one.
-const TAG: sys::napi_type_tag = sys::napi_type_tag {
-  lower: 0x6e61_6d65_642d_7368,
-  upper: 0x6d2d_7365_676d_656e,
-};
-
 /// The calls of `SharedMemory`, as an object of plain functions.
 #[napi(
-  ts_return_type = "{ open(name: string, size: number, create: boolean, exclusive: boolean, readOnly: boolean, reserve: boolean, global: boolean, mode: number, init: ((buffer: ArrayBuffer) => void) | undefined, info: Float64Array): object; attach(handle: object, readOnly: boolean, inHeap: boolean): ArrayBuffer; detach(handle: object, buffer: ArrayBuffer | SharedArrayBuffer): void; read(handle: object, offset: number, length: number): Buffer; readInto(handle: object, target: Uint8Array, offset: number): number; write(handle: object, source: Uint8Array, offset: number): number; close(handle: object): void; closed(handle: object): boolean; delete(name: string, global: boolean): void }"
+  ts_return_type = "{ open(owner: object, name: string, size: number, create: boolean, exclusive: boolean, readOnly: boolean, reserve: boolean, global: boolean, mode: number, init: ((buffer: ArrayBuffer) => void) | undefined, info: Float64Array): number; attach(handle: number, readOnly: boolean, inHeap: boolean): ArrayBuffer; detach(handle: number, buffer: ArrayBuffer | SharedArrayBuffer): void; read(handle: number, offset: number, length: number): Buffer; readInto(handle: number, target: Uint8Array, offset: number): number; write(handle: number, source: Uint8Array, offset: number): number; close(handle: number): void; closed(handle: number): boolean; delete(name: string, global: boolean): void }"
 )]
 pub fn segment_calls(env: Env) -> napi::Result<napi::bindgen_prelude::Object<'static>> {
   object_of_calls(
@@ -54,21 +48,15 @@ pub fn segment_calls(env: Env) -> napi::Result<napi::bindgen_prelude::Object<'st
 /// created the segment, else 0.
 const INFO_LEN: usize = 4;
 
-/// The id a handle argument holds: one of our externals, open or closed.
+/// The id a handle argument holds, open or closed.
 fn handle_id(env: &Env, value: sys::napi_value) -> napi::Result<Id> {
-  let mut tagged = false;
-  let mut data = ptr::null_mut();
-  // SAFETY: `value` is an argument of the running call; valid out-pointers.
-  // Only externals we made carry TAG, and their value is an id.
-  unsafe {
-    if sys::napi_check_object_type_tag(env.raw(), value, &TAG, &mut tagged) == sys::Status::napi_ok
-      && tagged
-      && sys::napi_get_value_external(env.raw(), value, &mut data) == sys::Status::napi_ok
-    {
-      return Ok(data as Id);
-    }
+  let mut number = 0.0;
+  // SAFETY: `value` is an argument of the running call; valid out-pointer.
+  let status = unsafe { sys::napi_get_value_double(env.raw(), value, &mut number) };
+  match handles::id_of(number) {
+    Some(id) if status == sys::Status::napi_ok => Ok(id),
+    _ => Err(type_error(env, "handle", "a handle from open()")),
   }
-  Err(type_error(env, "handle", "a handle from open()"))
 }
 
 /// The state of the open handle an argument holds; `None` once closed.
@@ -217,18 +205,26 @@ unsafe extern "C" fn finalize(raw: sys::napi_env, data: *mut c_void, _hint: *mut
   }
 }
 
-/// `open(name, size, create, exclusive, readOnly, reserve, global, mode,
-/// init, info)`: the handle, and the numbers of [`INFO_LEN`] in `info`. The
-/// OS name is the facade's to ask for (`osNameOf`, a pure function of the
-/// name): handing back a pair cost an array and two element stores per open.
+/// `open(owner, name, size, create, exclusive, readOnly, reserve, global,
+/// mode, init, info)`: the handle, and the numbers of [`INFO_LEN`] in
+/// `info`. The handle is closed when `owner` is collected, unless `close`
+/// came first. The OS name is the facade's to ask for (`osNameOf`, a pure
+/// function of the name): handing back a pair cost an array and two element
+/// stores per open.
 unsafe extern "C" fn open_call(
   raw: sys::napi_env,
   info: sys::napi_callback_info,
 ) -> sys::napi_value {
   let env = Env::from_raw(raw);
   let result = (|| -> napi::Result<sys::napi_value> {
-    let [name, size, create, exclusive, read_only, reserve, global, mode, init, out_value] =
-      args::<10>(&env, info)?;
+    let [owner, name, size, create, exclusive, read_only, reserve, global, mode, init, out_value] =
+      args::<11>(&env, info)?;
+    let mut kind = 0;
+    // SAFETY: `owner` is an argument of this call.
+    check(unsafe { sys::napi_typeof(raw, owner, &mut kind) })?;
+    if kind != sys::ValueType::napi_object {
+      return Err(type_error(&env, "owner", "an object"));
+    }
     let name = string(&env, name, "name")?;
     let size = number(&env, size, "size")?;
     let options = OpenOptions {
@@ -241,7 +237,6 @@ unsafe extern "C" fn open_call(
     let global = boolean(&env, global, "global")?;
     // Checked before anything is made, so a wrong `info` publishes nothing.
     float64s(&env, out_value, INFO_LEN, "info")?;
-    let mut kind = 0;
     // SAFETY: `init` is an argument of this call.
     check(unsafe { sys::napi_typeof(raw, init, &mut kind) })?;
     let init = match kind {
@@ -275,7 +270,7 @@ unsafe extern "C" fn open_call(
         "Too many handles open in this thread",
       )
     })?;
-    publish_handle(&env, id).inspect_err(|_| {
+    watch(&env, owner, id).inspect_err(|_| {
       if let Some(open) = handles::remove(id) {
         if !open.finalizer.is_null() {
           // SAFETY: made for this entry, not yet deleted.
@@ -289,34 +284,27 @@ unsafe extern "C" fn open_call(
   unsafe { finish(raw, result) }
 }
 
-/// The external JavaScript holds for the open handle `id`: tagged as ours,
-/// with a finalizer that closes the handle should it be dropped open.
-fn publish_handle(env: &Env, id: Id) -> napi::Result<sys::napi_value> {
+/// Hands the open handle `id` to JavaScript: a finalizer on `owner`
+/// closes it should `owner` be collected first; the id, as a number.
+fn watch(env: &Env, owner: sys::napi_value, id: Id) -> napi::Result<sys::napi_value> {
   let raw = env.raw();
-  let mut external = ptr::null_mut();
   let mut finalizer = ptr::null_mut();
-  // SAFETY: live env; valid out-pointers. The external's value is the id,
-  // not memory; the finalizer takes only the id, too.
+  let mut handle = ptr::null_mut();
+  // SAFETY: live env; `owner` is an object argument of this call; valid
+  // out-pointers. The finalizer's data is the id, not memory.
   unsafe {
-    check(sys::napi_create_external(
-      raw,
-      id as *mut c_void,
-      None,
-      ptr::null_mut(),
-      &mut external,
-    ))?;
-    check(sys::napi_type_tag_object(raw, external, &TAG))?;
     check(sys::napi_add_finalizer(
       raw,
-      external,
+      owner,
       id as *mut c_void,
       Some(finalize),
       ptr::null_mut(),
       &mut finalizer,
     ))?;
+    handles::set_finalizer(id, finalizer);
+    check(sys::napi_create_double(raw, id as f64, &mut handle))?;
   }
-  handles::set_finalizer(id, finalizer);
-  Ok(external)
+  Ok(handle)
 }
 
 /// `attach(handle, readOnly, inHeap)`: a new view's buffer.
