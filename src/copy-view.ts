@@ -29,8 +29,13 @@ export const COPY_VIEW_MAX = 32 * 1024 * 1024
  */
 const attachedMark = Symbol.for('named-shm.attached')
 
-/** Notes a buffer that attach() made: copies from or into it go through the addon. */
+/**
+ * Notes a buffer that attach() made: copies from or into it go through the
+ * addon. A SharedArrayBuffer needs no note (isPrivate refuses every one),
+ * and a property added to each cost an attach a map transition.
+ */
 export function noteAttached(buffer: ArrayBufferLike): void {
+  if (typeof SharedArrayBuffer === 'function' && buffer instanceof SharedArrayBuffer) return
   ;(buffer as unknown as Record<symbol, boolean>)[attachedMark] = true
 }
 

@@ -9,6 +9,7 @@
 //! takes its options as arguments and hands back everything the facade
 //! shows in one go.
 
+use std::borrow::Cow;
 use std::ffi::c_void;
 use std::ptr;
 
@@ -92,53 +93,62 @@ fn borrow<'a>(env: &Env, cell: &'a Cell) -> napi::Result<std::cell::RefMut<'a, N
   })
 }
 
-/// A string argument: read in one call when it fits a buffer on the stack
-/// (every valid name does), else measured first.
-fn string(env: &Env, value: sys::napi_value, what: &str) -> napi::Result<String> {
-  const ROOM: usize = 1024;
-  let mut stack = [0u8; ROOM];
+/// Room for a string argument on the stack: every valid name fits.
+const STRING_ROOM: usize = 1024;
+
+/// A string argument: read in one call into `stack` when it fits (every
+/// valid name does, and is then not copied again), else measured first.
+fn string<'stack>(
+  env: &Env,
+  value: sys::napi_value,
+  what: &str,
+  stack: &'stack mut [u8; STRING_ROOM],
+) -> napi::Result<Cow<'stack, str>> {
   let mut written = 0;
   // SAFETY: `value` is an argument of the running call; `stack` has room
-  // for ROOM bytes, the NUL included.
+  // for STRING_ROOM bytes, the NUL included.
   let status = unsafe {
     sys::napi_get_value_string_utf8(
       env.raw(),
       value,
       stack.as_mut_ptr().cast(),
-      ROOM,
+      STRING_ROOM,
       &mut written,
     )
   };
   if status != sys::Status::napi_ok {
     return Err(type_error(env, what, "of type string"));
   }
+  // Node-API writes UTF-8; a lone surrogate comes out as U+FFFD.
+  let not_utf8 = |_| type_error(env, what, "a string");
   // V8 writes whole characters only (at most 4 bytes each): with room for
   // one more left over, the string was whole.
-  let bytes = if written + 4 < ROOM {
-    stack[..written].to_vec()
-  } else {
-    // It may not have fitted: ask its length, then read it whole.
-    let mut length = 0;
-    // SAFETY: as above; a null buffer asks for the length in bytes.
-    check(unsafe {
-      sys::napi_get_value_string_utf8(env.raw(), value, ptr::null_mut(), 0, &mut length)
-    })?;
-    let mut bytes = vec![0u8; length + 1];
-    // SAFETY: `bytes` has room for `length` bytes and the NUL.
-    check(unsafe {
-      sys::napi_get_value_string_utf8(
-        env.raw(),
-        value,
-        bytes.as_mut_ptr().cast(),
-        bytes.len(),
-        &mut written,
-      )
-    })?;
-    bytes.truncate(written);
-    bytes
-  };
-  // Node-API writes UTF-8; a lone surrogate comes out as U+FFFD.
-  String::from_utf8(bytes).map_err(|_| type_error(env, what, "a string"))
+  if written + 4 < STRING_ROOM {
+    return std::str::from_utf8(&stack[..written])
+      .map(Cow::Borrowed)
+      .map_err(not_utf8);
+  }
+  // It may not have fitted: ask its length, then read it whole.
+  let mut length = 0;
+  // SAFETY: as above; a null buffer asks for the length in bytes.
+  check(unsafe {
+    sys::napi_get_value_string_utf8(env.raw(), value, ptr::null_mut(), 0, &mut length)
+  })?;
+  let mut bytes = vec![0u8; length + 1];
+  // SAFETY: `bytes` has room for `length` bytes and the NUL.
+  check(unsafe {
+    sys::napi_get_value_string_utf8(
+      env.raw(),
+      value,
+      bytes.as_mut_ptr().cast(),
+      bytes.len(),
+      &mut written,
+    )
+  })?;
+  bytes.truncate(written);
+  String::from_utf8(bytes)
+    .map(Cow::Owned)
+    .map_err(|_| type_error(env, what, "a string"))
 }
 
 /// The `Float64Array` an argument holds, with at least `len` elements.
@@ -225,7 +235,8 @@ unsafe extern "C" fn open_call(
     if kind != sys::ValueType::napi_object {
       return Err(type_error(&env, "owner", "an object"));
     }
-    let name = string(&env, name, "name")?;
+    let mut room = [0u8; STRING_ROOM];
+    let name = string(&env, name, "name", &mut room)?;
     let size = number(&env, size, "size")?;
     let options = OpenOptions {
       create: boolean(&env, create, "create")?,
@@ -236,7 +247,7 @@ unsafe extern "C" fn open_call(
     };
     let global = boolean(&env, global, "global")?;
     // Checked before anything is made, so a wrong `info` publishes nothing.
-    float64s(&env, out_value, INFO_LEN, "info")?;
+    let out = float64s(&env, out_value, INFO_LEN, "info")?;
     // SAFETY: `init` is an argument of this call.
     check(unsafe { sys::napi_typeof(raw, init, &mut kind) })?;
     let init = match kind {
@@ -247,7 +258,10 @@ unsafe extern "C" fn open_call(
     let segment = NativeSegment::open(&env, &name, size, &options, global, init)?;
     // `init` ran JavaScript, which could have detached `info`'s buffer
     // (transfer()): look at it again rather than write where it was.
-    let out = float64s(&env, out_value, INFO_LEN, "info")?;
+    let out = match init {
+      Some(_) => float64s(&env, out_value, INFO_LEN, "info")?,
+      None => out,
+    };
     let Some(opened) = segment.segment() else {
       return Err(type_error(&env, "handle", "an open segment"));
     };
@@ -258,8 +272,8 @@ unsafe extern "C" fn open_call(
       ownership.map_or(f64::NAN, |o| f64::from(o.mode)),
       if opened.created() { 1.0 } else { 0.0 },
     ];
-    // SAFETY: `out` holds at least INFO_LEN numbers (checked just above,
-    // after the last JavaScript this call runs).
+    // SAFETY: `out` holds at least INFO_LEN numbers (checked after the last
+    // JavaScript this call runs: before the segment was made, or after `init`).
     unsafe { ptr::copy_nonoverlapping(numbers.as_ptr(), out, INFO_LEN) };
     let id = handles::insert(segment).map_err(|segment| {
       segment.into_inner().finalize(&env);
@@ -450,7 +464,8 @@ unsafe extern "C" fn delete_call(
   unsafe {
     respond(raw, |env| {
       let [name, global] = args::<2>(env, info)?;
-      let name = string(env, name, "name")?;
+      let mut room = [0u8; STRING_ROOM];
+      let name = string(env, name, "name", &mut room)?;
       let global = boolean(env, global, "global")?;
       delete_segment(env, &name, global)?;
       Ok(None)
