@@ -140,6 +140,20 @@ function initOption(init: unknown, create: boolean): ((buffer: ArrayBuffer) => v
   }
 }
 
+/**
+ * The Buffer an attach gives: the binding's own where it made one (over an
+ * external ArrayBuffer), else one over the first `size` bytes of the buffer
+ * it made (an in-heap view's ArrayBuffer is whole 64 KiB pages).
+ */
+function viewOf(made: Buffer | ArrayBuffer | SharedArrayBuffer, size: number): Buffer {
+  if (ArrayBuffer.isView(made)) {
+    noteAttached(made.buffer)
+    return made
+  }
+  noteAttached(made)
+  return Buffer.from(made, 0, size)
+}
+
 function isThenable(value: unknown): boolean {
   return (
     (typeof value === 'object' || typeof value === 'function') &&
@@ -308,10 +322,7 @@ export class SharedMemory implements Disposable {
         this.size,
       )
     }
-    const buffer = calls.attach(native, readOnly, inHeap)
-    noteAttached(buffer)
-    // An in-heap view's ArrayBuffer is whole 64 KiB pages: the segment first.
-    return Buffer.from(buffer, 0, this.size)
+    return viewOf(calls.attach(native, readOnly, inHeap), this.size)
   }
 
   /**
@@ -434,9 +445,7 @@ export class SharedMemory implements Disposable {
       // address space, more than a few copies are worth.
       if (this.size <= COPY_VIEW_MAX && zeroCopy() === 'external' && faultCount() >= 0 && !calls.closed(native)) {
         try {
-          const buffer = calls.attach(native, this.readOnly, false)
-          noteAttached(buffer)
-          this.#copyView = Buffer.from(buffer, 0, this.size)
+          this.#copyView = viewOf(calls.attach(native, this.readOnly, false), this.size)
         } catch {
           // No view (ENOMEM, ERR_SHM_EXTERNAL_BUFFERS): the addon copies.
         }

@@ -25,7 +25,7 @@ use crate::segment::{closed, delete_segment, NativeSegment};
 
 /// The calls of `SharedMemory`, as an object of plain functions.
 #[napi(
-  ts_return_type = "{ open(owner: object, name: string, size: number, create: boolean, exclusive: boolean, readOnly: boolean, reserve: boolean, global: boolean, mode: number, init: ((buffer: ArrayBuffer) => void) | undefined, info: Float64Array): number; attach(handle: number, readOnly: boolean, inHeap: boolean): ArrayBuffer; detach(handle: number, buffer: ArrayBuffer | SharedArrayBuffer): void; read(handle: number, offset: number, length: number): Buffer; readInto(handle: number, target: Uint8Array, offset: number): number; write(handle: number, source: Uint8Array, offset: number): number; close(handle: number): void; closed(handle: number): boolean; delete(name: string, global: boolean): void }"
+  ts_return_type = "{ open(owner: object, name: string, size: number, create: boolean, exclusive: boolean, readOnly: boolean, reserve: boolean, global: boolean, mode: number, init: ((buffer: ArrayBuffer) => void) | undefined, info: Float64Array): number; attach(handle: number, readOnly: boolean, inHeap: boolean): Buffer | ArrayBuffer | SharedArrayBuffer; detach(handle: number, buffer: ArrayBuffer | SharedArrayBuffer): void; read(handle: number, offset: number, length: number): Buffer; readInto(handle: number, target: Uint8Array, offset: number): number; write(handle: number, source: Uint8Array, offset: number): number; close(handle: number): void; closed(handle: number): boolean; delete(name: string, global: boolean): void }"
 )]
 pub fn segment_calls(env: Env) -> napi::Result<napi::bindgen_prelude::Object<'static>> {
   object_of_calls(
@@ -321,7 +321,8 @@ fn watch(env: &Env, owner: sys::napi_value, id: Id) -> napi::Result<sys::napi_va
   Ok(handle)
 }
 
-/// `attach(handle, readOnly, inHeap)`: a new view's buffer.
+/// `attach(handle, readOnly, inHeap)`: a new view: a Buffer over an external
+/// `ArrayBuffer`, or the `SharedArrayBuffer` or in-heap `ArrayBuffer` itself.
 unsafe extern "C" fn attach_call(
   raw: sys::napi_env,
   info: sys::napi_callback_info,
