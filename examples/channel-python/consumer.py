@@ -16,7 +16,7 @@ import threading
 import time
 
 MAGIC, VERSION, HEADER = 0x4843534E, 1, 512
-HEAD, DATA_SEQ, TAIL, SPACE_SEQ, SENDER_SLEEPERS, RECEIVER, SENDERS = 64, 72, 128, 136, 140, 144, 256
+CLOSED_WORD, HEAD, DATA_SEQ, TAIL, SPACE_SEQ, SENDER_SLEEPERS, RECEIVER, SENDERS = 24, 64, 72, 128, 136, 140, 144, 256
 KIND_MESSAGE, KIND_WRAP, CLOSED = 1, 2, 2**64 - 1
 FLAG_SENDER_SEEN = 1
 
@@ -65,6 +65,7 @@ class ChannelReceiver:
         return payload
 
     def close(self):
+        self.ints[CLOSED_WORD // 4] = 1  # what senders look at on every send
         self.words[RECEIVER // 8] = CLOSED
         del self.words, self.ints
         self.mm.close()

@@ -33,8 +33,9 @@ pub enum Sent {
 /// How a [`Channel::receive`] ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Received {
-  /// A message, readable at [`Message::offset`] of the data area until the
-  /// next `receive` or `close`.
+  /// A message, readable at [`Message::offset`] of the data area until
+  /// [`Channel::release`] frees it (the next `receive` finds it again until
+  /// then).
   Message(Message),
   /// Nothing came within the timeout.
   TimedOut,
@@ -61,8 +62,6 @@ pub struct Channel {
   sender_slot: Option<usize>,
   /// Whether we hold the receiver slot.
   receiving: bool,
-  /// `tail` after the message last handed out, freed at the next receive.
-  pending: Option<u64>,
   closed: bool,
 }
 
@@ -224,7 +223,6 @@ impl Channel {
       geometry,
       sender_slot: None,
       receiving: false,
-      pending: None,
       closed: false,
     }
   }
@@ -388,10 +386,12 @@ impl Channel {
     }
   }
 
-  /// The next message, waiting up to `timeout` (`None`: for ever) while
-  /// the ring is empty; frees the one handed out before. With `spin`,
-  /// watches a moment before sleeping. With `check` (or whenever it
-  /// sleeps), asks the OS whether the senders still live.
+  /// The oldest message not yet released, waiting up to `timeout` (`None`:
+  /// for ever) while the ring is empty. It stays in the ring until
+  /// [`Channel::release`]: the caller frees it (here, or in JavaScript over
+  /// the segment, as the binding's facade does). With `spin`, watches a
+  /// moment before sleeping. With `check` (or whenever it sleeps), asks the
+  /// OS whether the senders still live.
   ///
   /// # Errors
   /// [`Error::ChannelBusy`] while another receiver is attached,
@@ -406,12 +406,8 @@ impl Channel {
     self.check_open()?;
     self.claim_receiver()?;
     let ring = ring_of(&self.pin, self.geometry);
-    if let Some(next) = self.pending.take() {
-      ring.release(next, &OsFutex)?;
-    }
     // The common case first, without the clock.
     if let Some(message) = ring.peek()? {
-      self.pending = Some(message.next);
       return Ok(Received::Message(message));
     }
     let header = ring.header;
@@ -427,7 +423,6 @@ impl Channel {
           // Teach the spin how long the answer took (see sync.rs).
           spinner.slept(Some(start.elapsed()));
         }
-        self.pending = Some(message.next);
         return Ok(Received::Message(message));
       }
       let now = Instant::now();
@@ -465,6 +460,48 @@ impl Channel {
     }
   }
 
+  /// Frees a message handed out by [`Channel::receive`] (and whatever wrap
+  /// preceded it), and wakes senders that sleep for space.
+  ///
+  /// # Errors
+  /// [`Error::InvalidArgument`] unless this end is the receiver; an OS
+  /// error from the wake.
+  pub fn release(&self, message: &Message) -> Result<()> {
+    if !self.receiving || self.closed {
+      return Err(Error::InvalidArgument(
+        "only the open receiver frees messages".into(),
+      ));
+    }
+    self.ring().release(message.next, &OsFutex)
+  }
+
+  /// Wakes senders that sleep for space, if any: for a receiver that frees
+  /// messages by storing `tail` itself (the facade, in JavaScript).
+  ///
+  /// # Errors
+  /// An OS error from the wake.
+  pub fn wake_senders(&self) -> Result<()> {
+    self.ring().wake_senders(&OsFutex)
+  }
+
+  /// Wakes the receiver if it sleeps: for a sender that published by
+  /// storing `head` itself (the facade, in JavaScript).
+  ///
+  /// # Errors
+  /// An OS error from the wake.
+  pub fn wake_receiver(&self) -> Result<()> {
+    self.ring().wake_receiver(&OsFutex)
+  }
+
+  /// Releases the send lock, which this thread took by compare-and-swap
+  /// with [`Owner::locked_word`], and wakes a sender that waits for it.
+  ///
+  /// # Errors
+  /// [`Error::NotOwner`] if this thread does not hold it.
+  pub fn unlock_send(&self) -> Result<()> {
+    SharedMutex::new(&self.header().send_lock).unlock()
+  }
+
   /// The payload of a message handed out by [`Channel::receive`], copied.
   ///
   /// # Errors
@@ -490,12 +527,7 @@ impl Channel {
     std::sync::atomic::fence(Ordering::SeqCst);
     let value = seq.load(Ordering::SeqCst);
     let ready = match side {
-      Side::Receiver => {
-        let consumed = self
-          .pending
-          .unwrap_or_else(|| header.tail.load(Ordering::SeqCst));
-        header.head.load(Ordering::SeqCst) != consumed
-      }
+      Side::Receiver => header.head.load(Ordering::SeqCst) != header.tail.load(Ordering::SeqCst),
       Side::Sender => self.ring().fits(len),
     };
     if ready {
@@ -530,6 +562,7 @@ impl Channel {
     }
     if self.receiving {
       // What is left in the ring stays there: nobody will read it.
+      header.closed.store(1, Ordering::SeqCst);
       header.receiver.store(CLOSED, Ordering::SeqCst);
     }
     let _ = ring.wake_all(&OsFutex);

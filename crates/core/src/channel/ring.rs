@@ -192,6 +192,11 @@ impl<A: Area> Ring<'_, A> {
   /// and wakes senders that sleep for space.
   pub fn release(&self, next: u64, futex: &impl Futex) -> Result<()> {
     self.header.tail.store(next, Ordering::Release);
+    self.wake_senders(futex)
+  }
+
+  /// After freeing space: wakes senders that sleep for it.
+  pub fn wake_senders(&self, futex: &impl Futex) -> Result<()> {
     fence(Ordering::SeqCst);
     if self.header.sender_sleepers.load(Ordering::Relaxed) > 0 {
       self.header.space_seq.fetch_add(1, Ordering::SeqCst);
