@@ -9,7 +9,7 @@ use super::layout::{
   Geometry, Header, CLOSED, FLAG_SENDER_SEEN, HEADER_BYTES, MAGIC, NOBODY, VERSION,
 };
 use super::peers::{self, Claim, Senders};
-use super::ring::{Area, Futex, Message, Push, Ring};
+use super::ring::{Area, Futex, Message, Push, Ring, Seen};
 use crate::error::{Error, Result};
 use crate::mapping::{Mapping, Pinned};
 use crate::mutex::{Attempt, LockOutcome, Owner, SharedMutex, LIVENESS_SLICE};
@@ -62,6 +62,8 @@ pub struct Channel {
   sender_slot: Option<usize>,
   /// Whether we hold the receiver slot.
   receiving: bool,
+  /// What this end last read of the other end's position.
+  seen: Seen,
   closed: bool,
 }
 
@@ -223,6 +225,7 @@ impl Channel {
       geometry,
       sender_slot: None,
       receiving: false,
+      seen: Seen::default(),
       closed: false,
     }
   }
@@ -326,7 +329,7 @@ impl Channel {
     if header.receiver.load(Ordering::SeqCst) != CLOSED {
       if let Attempt::Locked(_) = lock.attempt(Owner::current(), false, false) {
         // SAFETY: we hold the send lock; the caller vouches for `src`.
-        let pushed = unsafe { ring.try_push(src, len) };
+        let pushed = unsafe { ring.try_push(src, len, &self.seen) };
         lock.unlock()?;
         if pushed? == Push::Sent {
           ring.wake_receiver(&OsFutex)?;
@@ -354,7 +357,7 @@ impl Channel {
         _ => return Ok(Sent::TimedOut),
       }
       // SAFETY: we hold the send lock; the caller vouches for `src`.
-      let pushed = unsafe { ring.try_push(src, len) };
+      let pushed = unsafe { ring.try_push(src, len, &self.seen) };
       lock.unlock()?;
       if pushed? == Push::Sent {
         if slept {
@@ -407,7 +410,7 @@ impl Channel {
     self.claim_receiver()?;
     let ring = ring_of(&self.pin, self.geometry);
     // The common case first, without the clock.
-    if let Some(message) = ring.peek()? {
+    if let Some(message) = ring.peek(&self.seen)? {
       return Ok(Received::Message(message));
     }
     let header = ring.header;
@@ -418,7 +421,7 @@ impl Channel {
     let mut slept = false;
     let mut next_check = if check { start } else { start + LIVENESS_SLICE };
     loop {
-      if let Some(message) = ring.peek()? {
+      if let Some(message) = ring.peek(&self.seen)? {
         if slept {
           // Teach the spin how long the answer took (see sync.rs).
           spinner.slept(Some(start.elapsed()));
@@ -435,8 +438,8 @@ impl Channel {
           Senders::Present => {}
           // A sender may have published and left between our peek and
           // the look at the slots: the end is only the end when empty.
-          Senders::AllClosed if ring.peek()?.is_none() => return Ok(Received::Ended),
-          Senders::Died if ring.peek()?.is_none() => {
+          Senders::AllClosed if ring.peek(&self.seen)?.is_none() => return Ok(Received::Ended),
+          Senders::Died if ring.peek(&self.seen)?.is_none() => {
             return Err(Error::PeerDied("every sender".into()))
           }
           _ => continue,
