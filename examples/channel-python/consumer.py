@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 
-MAGIC, VERSION, HEADER = 0x4843534E, 1, 512
+MAGIC, VERSION, HEADER = 0x4843534E, 2, 512
 CLOSED_WORD, HEAD, DATA_SEQ, TAIL, SPACE_SEQ, SENDER_SLEEPERS, RECEIVER, SENDERS = 24, 64, 72, 128, 136, 140, 144, 256
 KIND_MESSAGE, KIND_WRAP, CLOSED = 1, 2, 2**64 - 1
 FLAG_SENDER_SEEN = 1
@@ -30,7 +30,7 @@ class ChannelReceiver:
             self.mm = mmap.mmap(file.fileno(), 0)
         magic, version, self.capacity, self.max_message = struct.unpack_from("<4I", self.mm, 0)
         if magic != MAGIC or version != VERSION:
-            raise ValueError("not a channel of layout version 1")
+            raise ValueError(f"not a channel of layout version {VERSION}")
         self.words = memoryview(self.mm).cast("Q")  # aligned 8-byte loads and stores
         self.ints = memoryview(self.mm).cast("I")
         # A stamp with a zero high half: never judged dead by the others.

@@ -6,7 +6,7 @@
 //! ```text
 //! offset  size  field
 //!   0      4    magic              "NSCH" (0x4843534e)
-//!   4      4    version            1
+//!   4      4    version            2
 //!   8      4    capacity           bytes in the data area (multiple of 8)
 //!  12      4    max_message        largest payload a sender may send
 //!  16      4    data_offset        where the data area starts (512)
@@ -15,11 +15,11 @@
 //!  64      8    head               bytes ever published (senders write)
 //!  72      4    data_seq           futex word: bumped to wake a receiver
 //!  76      4    receiver_sleepers  receivers asleep on data_seq
-//!  80      8    send_lock          SharedMutex senders take turns with
 //! 128      8    tail               bytes ever consumed (the receiver writes)
 //! 136      4    space_seq          futex word: bumped to wake senders
 //! 140      4    sender_sleepers    senders asleep on space_seq
 //! 144      8    receiver           the receiver's liveness stamp
+//! 192      8    send_lock          SharedMutex senders take turns with
 //! 256    8*32   senders            the senders' liveness stamps
 //! 512           data area: records
 //! ```
@@ -36,8 +36,10 @@ pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64};
 
 /// "NSCH" read as a little-endian u32.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"NSCH");
-/// The layout version this code reads and writes.
-pub const VERSION: u32 = 1;
+/// The layout version this code reads and writes. Version 2 moved
+/// `send_lock` off `head`'s cache line (which the receiver reads) and added
+/// `closed`.
+pub const VERSION: u32 = 2;
 /// Bytes of the header; the data area starts here.
 pub const HEADER_BYTES: usize = 512;
 /// Liveness slots for senders: at most this many attached at once.
@@ -77,13 +79,17 @@ pub(crate) struct Header {
   pub head: AtomicU64,
   pub data_seq: AtomicU32,
   pub receiver_sleepers: AtomicU32,
-  pub send_lock: AtomicU64,
-  _reserved1: [u64; 5],
+  _reserved1: [u64; 6],
   pub tail: AtomicU64,
   pub space_seq: AtomicU32,
   pub sender_sleepers: AtomicU32,
   pub receiver: AtomicU64,
-  _reserved2: [u64; 13],
+  _reserved2: [u64; 5],
+  /// On a line of its own: senders take it for every message, and a
+  /// receiver that looks at `head` would otherwise take the line from them
+  /// between the lock, the publish and the unlock.
+  pub send_lock: AtomicU64,
+  _reserved3: [u64; 7],
   pub senders: [AtomicU64; MAX_SENDERS],
 }
 
@@ -99,8 +105,6 @@ pub mod offsets {
   pub const DATA_SEQ: usize = 72;
   /// `receiver_sleepers` (u32).
   pub const RECEIVER_SLEEPERS: usize = 76;
-  /// `send_lock`: the senders' `SharedMutex` (u64).
-  pub const SEND_LOCK: usize = 80;
   /// `tail`: bytes ever consumed (u64).
   pub const TAIL: usize = 128;
   /// `space_seq`: the word a waiting sender sleeps on (u32).
@@ -109,6 +113,8 @@ pub mod offsets {
   pub const SENDER_SLEEPERS: usize = 140;
   /// `receiver`: the receiver's liveness stamp (u64).
   pub const RECEIVER: usize = 144;
+  /// `send_lock`: the senders' `SharedMutex` (u64).
+  pub const SEND_LOCK: usize = 192;
   /// `senders`: the senders' liveness stamps (u64 each).
   pub const SENDERS: usize = 256;
 }
@@ -145,13 +151,14 @@ impl Header {
       head: AtomicU64::new(0),
       data_seq: AtomicU32::new(0),
       receiver_sleepers: AtomicU32::new(0),
-      send_lock: AtomicU64::new(0),
-      _reserved1: [0; 5],
+      _reserved1: [0; 6],
       tail: AtomicU64::new(0),
       space_seq: AtomicU32::new(0),
       sender_sleepers: AtomicU32::new(0),
       receiver: AtomicU64::new(0),
-      _reserved2: [0; 13],
+      _reserved2: [0; 5],
+      send_lock: AtomicU64::new(0),
+      _reserved3: [0; 7],
       senders: std::array::from_fn(|_| AtomicU64::new(0)),
     }
   }
