@@ -102,22 +102,40 @@ export class RingView {
   }
 
   /**
-   * Sends `bytes` (at most `maxMessage`) if the channel is open, the send
-   * lock free and the ring has room: `false` leaves it to the addon. This
-   * end must hold a sender slot already.
+   * Sends `bytes` if the channel is open, the send lock free and the ring
+   * has room: `false` leaves it to the addon. This end must hold a sender
+   * slot already.
    */
   trySend(bytes: Uint8Array): boolean {
     const words = this.#words
-    // A detached view (length 0), or a closed channel: the addon says so.
-    // (`closed` lies on a line that changes once, read plainly: a send that
-    // races the receiver's close may go either way, as it may in the addon.)
-    if (words.length === 0 || words[CLOSED] !== 0) return false
+    // (Read once: a view of a growable SharedArrayBuffer may grow meanwhile.)
+    const length = bytes.byteLength
+    // A detached view (length 0), a closed channel, a message too long: the
+    // addon says so. (`closed` lies on a line that changes once, read
+    // plainly: a send that races the receiver's close may go either way, as
+    // it may in the addon.)
+    if (words.length === 0 || words[CLOSED] !== 0 || length > this.#maxMessage) return false
     if (Atomics.compareExchange(this.#pairs, SEND_LOCK, 0n, LOCKED) !== 0n) return false
+    let pushed: boolean
+    try {
+      pushed = this.#push(bytes, length)
+    } finally {
+      // Whatever happened, the lock is not left held by a live thread. A
+      // record not published is never delivered: the next sender writes over it.
+      this.#unlock()
+    }
+    if (!pushed) return false
+    if (Atomics.load(words, RECEIVER_SLEEPERS) !== 0) this.#calls.wakeReceiver(this.#channel)
+    return true
+  }
+
+  /** Writes and publishes one record, holding the send lock; `false` when there is no room. */
+  #push(bytes: Uint8Array, length: number): boolean {
+    const words = this.#words
     const capacity = this.#capacity
     // Only the holder of the lock stores `head`: a plain read sees the last store.
     const head = words[HEAD] >>> 0
     let at = head === this.#published ? this.#publishedAt : positionOf(head, words[HEAD + 1] >>> 0, capacity)
-    const length = bytes.byteLength
     const record = recordBytes(length)
     const toEnd = capacity - at
     const needed = record <= toEnd ? record : toEnd + record
@@ -125,10 +143,7 @@ export class RingView {
     if (used > capacity || needed > capacity - used) {
       this.#tail = Atomics.load(words, TAIL) >>> 0
       used = (head - this.#tail) >>> 0
-      if (used > capacity || needed > capacity - used) {
-        this.#unlock()
-        return false
-      }
+      if (used > capacity || needed > capacity - used) return false
     }
     const fields = this.#fields
     let advance = record
@@ -138,7 +153,7 @@ export class RingView {
       advance += toEnd
       at = 0
     }
-    this.#bytes.set(bytes, HEADER + at + RECORD)
+    this.#bytes.set(bytes.byteLength === length ? bytes : bytes.subarray(0, length), HEADER + at + RECORD)
     fields.setUint32(HEADER + at, length, true)
     fields.setUint32(HEADER + at + 4, MESSAGE, true)
     const published = (head + advance) >>> 0
@@ -146,8 +161,6 @@ export class RingView {
     else Atomics.store(words, HEAD, published)
     this.#published = published
     this.#publishedAt = at + record === capacity ? 0 : at + record
-    this.#unlock()
-    if (Atomics.load(words, RECEIVER_SLEEPERS) !== 0) this.#calls.wakeReceiver(this.#channel)
     return true
   }
 

@@ -63,11 +63,17 @@ type ViewMaker = new (buffer: ArrayBufferLike, byteOffset: number, length: numbe
 /**
  * The class whose instances `buffer.subarray()` returns (Node's species of
  * Buffer), to make a view directly, at half the cost; `undefined` where a
- * runtime names none (then `Buffer.from` makes the same view).
+ * runtime names none that makes Buffers (then `Buffer.from` makes the same view).
  */
 const BufferView = ((): ViewMaker | undefined => {
   const species: unknown = (Buffer as unknown as Record<symbol, unknown>)[Symbol.species]
-  return typeof species === 'function' && species !== Buffer ? (species as ViewMaker) : undefined
+  if (typeof species !== 'function' || species === Buffer) return undefined
+  try {
+    const made: unknown = new (species as ViewMaker)(new ArrayBuffer(8), 4, 4)
+    return made instanceof Buffer && made.byteOffset === 4 && made.length === 4 ? (species as ViewMaker) : undefined
+  } catch {
+    return undefined
+  }
 })()
 
 const construct = Symbol('construct')
