@@ -35,7 +35,9 @@ pub enum ZeroCopy {
   InHeap,
   /// No zero-copy view: `attach()` throws `ERR_SHM_EXTERNAL_BUFFERS`, and
   /// `read`, `readInto` and `write` copy (Electron on Windows, or without
-  /// WebAssembly, as under `--jitless`).
+  /// WebAssembly, as under `--jitless`, or where external buffers are
+  /// refused and WebAssembly memories cannot carry a segment: Bun with
+  /// `NAMED_SHM_FORCE_IN_HEAP=1`).
   Copy,
 }
 
@@ -44,7 +46,7 @@ pub enum ZeroCopy {
 pub fn zero_copy(env: Env) -> ZeroCopy {
   if external_buffers_allowed(&env) {
     ZeroCopy::External
-  } else if cfg!(unix) && memory_constructor(&env).is_some() {
+  } else if memories_carry_segments(&env) {
     ZeroCopy::InHeap
   } else {
     ZeroCopy::Copy
@@ -104,13 +106,54 @@ pub fn external_buffers_allowed(env: &Env) -> bool {
   }
 }
 
-/// Why `attach()` cannot give a view here, for `ERR_SHM_EXTERNAL_BUFFERS`
-/// and `ERR_SHM_IN_HEAP_UNSUPPORTED`.
-fn why_no_in_heap() -> &'static str {
+/// Whether this runtime's WebAssembly memories can carry a segment: asked
+/// once per process, by making a one-page memory and checking it as
+/// [`new_memory`] checks every one. V8's can; JavaScriptCore's (Bun) are not
+/// 64 KiB-aligned pages of their own, so there no in-heap view is possible.
+/// False without WebAssembly (not remembered: that is this env's globals).
+#[cfg(unix)]
+fn memories_carry_segments(env: &Env) -> bool {
+  const UNKNOWN: u8 = 0;
+  const YES: u8 = 1;
+  const NO: u8 = 2;
+  static ANSWER: AtomicU8 = AtomicU8::new(UNKNOWN);
+  let Some(constructor) = memory_constructor(env) else {
+    return false;
+  };
+  match ANSWER.load(Ordering::Relaxed) {
+    YES => true,
+    NO => false,
+    _ => match allocate(env, constructor, 1) {
+      Ok(buffer) => {
+        let genuine = genuine(env, buffer, 1).is_some();
+        ANSWER.store(if genuine { YES } else { NO }, Ordering::Relaxed);
+        genuine
+      }
+      // No address space for even one page just now: remember nothing, and
+      // let attach() report the ENOMEM it meets.
+      Err(_) => {
+        clear_pending_exception(env);
+        true
+      }
+    },
+  }
+}
+
+/// Windows cannot map a segment inside memory V8 allocated.
+#[cfg(not(unix))]
+fn memories_carry_segments(_env: &Env) -> bool {
+  false
+}
+
+/// Why `attach()` cannot give an in-heap view here, for
+/// `ERR_SHM_EXTERNAL_BUFFERS` and `ERR_SHM_IN_HEAP_UNSUPPORTED`.
+fn why_no_in_heap(env: &Env) -> &'static str {
   if cfg!(windows) {
     "Windows cannot map a segment inside memory V8 allocated"
-  } else {
+  } else if memory_constructor(env).is_none() {
     "in-heap views need WebAssembly, which this runtime lacks (--jitless?)"
+  } else {
+    "this runtime's WebAssembly memories are not whole 64 KiB pages of their own (JavaScriptCore, in Bun)"
   }
 }
 
@@ -122,7 +165,7 @@ pub fn no_view(env: &Env) -> napi::Error {
     EXTERNAL_BUFFERS,
     &format!(
       "This runtime forbids external buffers (Electron >= 21) and {}, so attach() cannot share memory here; use read(), readInto() and write() instead",
-      why_no_in_heap()
+      why_no_in_heap(env)
     ),
   )
 }
@@ -133,7 +176,7 @@ pub fn unsupported(env: &Env) -> napi::Error {
     env,
     Kind::Error,
     IN_HEAP_UNSUPPORTED,
-    &format!("In-heap views are unavailable: {}", why_no_in_heap()),
+    &format!("In-heap views are unavailable: {}", why_no_in_heap(env)),
   )
 }
 
@@ -187,11 +230,14 @@ pub struct HeapMemory {
 /// so nothing can grow it (which would detach the buffer) or replace it.
 ///
 /// # Errors
-/// `ERR_SHM_IN_HEAP_UNSUPPORTED` without WebAssembly; `ERR_OUT_OF_RANGE`
-/// beyond 4 GiB; `ENOMEM` when V8 cannot reserve the memory.
+/// `ERR_SHM_IN_HEAP_UNSUPPORTED` without WebAssembly, or where its memories
+/// cannot carry a segment; `ERR_OUT_OF_RANGE` beyond 4 GiB; `ENOMEM` when
+/// V8 cannot reserve the memory.
 #[cfg(unix)]
 pub fn new_memory(env: &Env, len: usize) -> napi::Result<HeapMemory> {
-  let raw = env.raw();
+  if !memories_carry_segments(env) {
+    return Err(unsupported(env));
+  }
   let constructor = memory_constructor(env).ok_or_else(|| unsupported(env))?;
   let pages = len.div_ceil(WASM_PAGE);
   if pages > MAX_PAGES {
@@ -202,6 +248,34 @@ pub fn new_memory(env: &Env, len: usize) -> napi::Result<HeapMemory> {
       &format!("The value of \"size\" is out of range. It must be <= 4 GiB for an in-heap view. Received {len}"),
     ));
   }
+  let buffer = allocate(env, constructor, pages)?;
+  let Some((data, capacity)) = genuine(env, buffer, pages) else {
+    return Err(throw_code(
+      env,
+      Kind::Error,
+      IN_HEAP_UNSUPPORTED,
+      "In-heap views are unavailable: WebAssembly.Memory did not give a WebAssembly memory of whole 64 KiB pages (was it replaced, or is this not V8?)",
+    ));
+  };
+  Ok(HeapMemory {
+    buffer,
+    data,
+    capacity,
+  })
+}
+
+/// `new constructor({ initial: pages, maximum: pages }).buffer`.
+///
+/// # Errors
+/// `ENOMEM` when the engine cannot allocate the memory;
+/// `ERR_SHM_IN_HEAP_UNSUPPORTED` when what it made has no `buffer`.
+#[cfg(unix)]
+fn allocate(
+  env: &Env,
+  constructor: sys::napi_value,
+  pages: usize,
+) -> napi::Result<sys::napi_value> {
+  let raw = env.raw();
   let mut descriptor = ptr::null_mut();
   let mut count = ptr::null_mut();
   // SAFETY: live env; valid out-pointers; `pages` <= 65536 fits a u32.
@@ -241,15 +315,21 @@ pub fn new_memory(env: &Env, len: usize) -> napi::Result<HeapMemory> {
     };
     return Err(throw_core(env, &error));
   }
-  let buffer = property(env, memory, c"buffer").ok_or_else(|| unsupported(env))?;
+  property(env, memory, c"buffer").ok_or_else(|| unsupported(env))
+}
+
+/// The first byte and length of `buffer` if it is what makes the overlay
+/// sound: memory of V8's page allocator, `pages` whole WebAssembly pages that
+/// no other buffer shares, which cannot be detached (a WebAssembly memory's
+/// buffer never is). All of it is checked, in case `WebAssembly.Memory` was
+/// replaced by something else, or the engine's memories are not like V8's.
+#[cfg(unix)]
+fn genuine(env: &Env, buffer: sys::napi_value, pages: usize) -> Option<(*mut u8, usize)> {
+  let raw = env.raw();
   let mut data = ptr::null_mut();
   let mut capacity = 0;
   // SAFETY: valid out-pointers; a non-ArrayBuffer gives an error status.
   let status = unsafe { sys::napi_get_arraybuffer_info(raw, buffer, &mut data, &mut capacity) };
-  // What makes the overlay sound: V8's page allocator owns the memory, so it
-  // is whole pages that no other buffer shares, and it cannot be detached
-  // (a WebAssembly memory's buffer never is). Check all of it, in case
-  // `WebAssembly.Memory` was replaced by something else.
   let genuine = status == sys::Status::napi_ok
     && capacity == pages * WASM_PAGE
     && (data as usize).is_multiple_of(WASM_PAGE)
@@ -257,18 +337,10 @@ pub fn new_memory(env: &Env, len: usize) -> napi::Result<HeapMemory> {
     // non-detachable buffers before detaching anything.
     && unsafe { sys::napi_detach_arraybuffer(raw, buffer) }
       == sys::Status::napi_detachable_arraybuffer_expected;
-  if !genuine {
+  if genuine {
+    Some((data.cast(), capacity))
+  } else {
     clear_pending_exception(env);
-    return Err(throw_code(
-      env,
-      Kind::Error,
-      IN_HEAP_UNSUPPORTED,
-      "In-heap views are unavailable: WebAssembly.Memory did not give a WebAssembly memory (was it replaced?)",
-    ));
+    None
   }
-  Ok(HeapMemory {
-    buffer,
-    data: data.cast(),
-    capacity,
-  })
 }
