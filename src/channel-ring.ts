@@ -104,11 +104,12 @@ export class RingView {
   /**
    * Sends `bytes` if the channel is open, the send lock free and the ring
    * has room: `false` leaves it to the addon. This end must hold a sender
-   * slot already.
+   * slot already. `bytes` must have a fixed length (not a view that tracks
+   * the length of a growable SharedArrayBuffer, which another thread could
+   * grow between the check for room and the copy).
    */
   trySend(bytes: Uint8Array): boolean {
     const words = this.#words
-    // (Read once: a view of a growable SharedArrayBuffer may grow meanwhile.)
     const length = bytes.byteLength
     // A detached view (length 0), a closed channel, a message too long: the
     // addon says so. (`closed` lies on a line that changes once, read
@@ -153,7 +154,7 @@ export class RingView {
       advance += toEnd
       at = 0
     }
-    this.#bytes.set(bytes.byteLength === length ? bytes : bytes.subarray(0, length), HEADER + at + RECORD)
+    this.#bytes.set(bytes, HEADER + at + RECORD)
     fields.setUint32(HEADER + at, length, true)
     fields.setUint32(HEADER + at + 4, MESSAGE, true)
     const published = (head + advance) >>> 0

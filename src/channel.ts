@@ -333,11 +333,18 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
     this.close()
   }
 
+  /** The message's bytes, as a view whose length cannot change while it is copied (see RingView.trySend). */
   #bytes(data: unknown): Uint8Array {
-    const bytes =
-      typeof data === 'string'
-        ? Buffer.from(data, 'utf8')
-        : bytesOf(data, 'data', 'of type string or a Buffer, TypedArray or DataView')
+    let bytes: Uint8Array
+    // Buffers, which Node makes with a fixed length, first: the common case.
+    if (data instanceof Buffer) bytes = data
+    else if (typeof data === 'string') bytes = Buffer.from(data, 'utf8')
+    else {
+      bytes = bytesOf(data, 'data', 'of type string or a Buffer, TypedArray or DataView')
+      // A Uint8Array of a growable SharedArrayBuffer may track its length,
+      // which another thread can change: copy from a fixed-length view.
+      if (bytes === data && bytes.byteLength !== 0) bytes = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    }
     if (bytes.byteLength > this.maxMessage) {
       throw outOfRange('data', `at most maxMessage (${this.maxMessage}) bytes`, `${bytes.byteLength} bytes`)
     }
