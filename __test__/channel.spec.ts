@@ -171,7 +171,7 @@ test.serial('a sender killed holding the send lock it took in JavaScript: the ne
 
 test.serial('positions past 2^32, 2^53 and 2^63: messages cross each boundary whole', (t) => {
   const MAX = 100
-  for (const start of [2n ** 32n - 300n, 2n ** 53n - 300n, 2n ** 63n - 300n]) {
+  for (const start of [2n ** 32n - 296n, 2n ** 53n - 296n, 2n ** 63n - 296n]) {
     const receiver = fresh(t, { capacity: 1024, maxMessage: MAX })
     // Before anyone sends or receives: an empty ring whose positions are about to cross.
     const shm = SharedMemory.open(receiver.name, 0)
@@ -285,6 +285,25 @@ test.serial('bad sizes, closed handles, foreign segments and bad options give co
   olderShm.write(version, 4)
   olderShm.close()
   t.throws(() => Channel.open(older), { code: 'ERR_SHM_NOT_A_CHANNEL', message: /version is 1/ })
+  // Positions that are not multiples of 8 are a foreign writer's: codes, never a misaligned access.
+  for (const [field, position] of [
+    [128, 4n],
+    [64, 12n],
+  ] as const) {
+    const odd = fresh(t, { capacity: 1024 })
+    const oddSender = Channel.open(odd.name)
+    t.teardown(() => oddSender.close())
+    t.true(oddSender.send('fine'))
+    t.is(odd.receive(0)!.toString(), 'fine')
+    t.is(odd.receive(0), undefined, "frees 'fine': tail is at rest")
+    const word = Buffer.alloc(8)
+    word.writeBigUInt64LE(position)
+    const oddShm = SharedMemory.open(odd.name, 0)
+    oddShm.write(word, field)
+    oddShm.close()
+    if (field === 64) t.throws(() => oddSender.send('x'), { code: 'ERR_SHM_NOT_A_CHANNEL', message: /head \(12\)/ })
+    else t.throws(() => odd.receive(0), { code: 'ERR_SHM_NOT_A_CHANNEL', message: /tail \(4\)/ })
+  }
   const tiny = uniqueName('tiny')
   deleteAtEnd(t, tiny)
   SharedMemory.open(tiny, 16, { create: true }).close()

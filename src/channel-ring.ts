@@ -136,6 +136,8 @@ export class RingView {
     const capacity = this.#capacity
     // Only the holder of the lock stores `head`: a plain read sees the last store.
     const head = words[HEAD] >>> 0
+    // Not a multiple of 8: a foreign writer's; the addon says so.
+    if ((head & 7) !== 0) return false
     let at = head === this.#published ? this.#publishedAt : positionOf(head, words[HEAD + 1] >>> 0, capacity)
     const record = recordBytes(length)
     const toEnd = capacity - at
@@ -175,6 +177,8 @@ export class RingView {
     if (this.#receiving) return
     // Only the receiver stores `tail`; a dead one's last store came before our claim.
     const low = this.#words[TAIL] >>> 0
+    // Not a multiple of 8: a foreign writer's; the addon says so at each receive.
+    if ((low & 7) !== 0) return
     this.#consumed = low
     this.#consumedAt = positionOf(low, this.#words[TAIL + 1] >>> 0, this.#capacity)
     this.#head = low

@@ -133,6 +133,13 @@ impl<A: Area> Ring<'_, A> {
     debug_assert!(len <= self.max_message);
     // Only senders, one at a time, store head.
     let mut head = self.header.head.load(Ordering::Relaxed);
+    // Records are multiples of 8 bytes: any other position is a foreign
+    // writer's, and an access there would be misaligned.
+    if !head.is_multiple_of(8) {
+      return Err(Error::NotAChannel(format!(
+        "its head ({head}) is not a multiple of 8"
+      )));
+    }
     let needed = self.needed(head, len);
     if !self.has_room(head, seen.tail.get(), needed) {
       // Acquire: the receiver's reads of the space we reuse came before.
@@ -183,6 +190,11 @@ impl<A: Area> Ring<'_, A> {
   pub fn peek(&self, seen: &Seen) -> Result<Option<Message>> {
     // Only the receiver stores tail.
     let mut tail = self.header.tail.load(Ordering::Relaxed);
+    if !tail.is_multiple_of(8) {
+      return Err(Error::NotAChannel(format!(
+        "its tail ({tail}) is not a multiple of 8"
+      )));
+    }
     let mut head = seen.head.get();
     let ahead = head.wrapping_sub(tail);
     if ahead == 0 || ahead > self.capacity as u64 {
