@@ -9,53 +9,6 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
-/** An open named segment (the object behind `SharedMemory`). */
-export declare class NativeSegment {
-  /**
-   * Opens or creates the segment `name` (`PR_OpenSharedMemory`). When this
-   * call creates it, `init` (if given) is called with an `ArrayBuffer` over
-   * the new segment before its name is published; the buffer is detached
-   * when `init` returns, and if `init` throws, nothing is published.
-   */
-  static open(name: string, size: number, options: NativeOpenOptions, init?: (buffer: ArrayBuffer) => void): NativeSegment
-  /** The name the OS knows the segment by. */
-  get osName(): string
-  /** Bytes each attachment maps. */
-  get size(): number
-  /** The user id that owns the segment; `null` on Windows or once closed. */
-  get owner(): number | null
-  /** The segment's permission bits; `null` on Windows or once closed. */
-  get mode(): number | null
-  /** Whether the handle was opened read-only. */
-  get readOnly(): boolean
-  /** Whether the `open` call that made this handle created the segment. */
-  get created(): boolean
-  /** Whether `close()` has run. */
-  get closed(): boolean
-  /**
-   * Maps the segment and returns an `ArrayBuffer` over it (`PR_AttachSharedMemory`):
-   * an external buffer where the runtime allows them, else (or with
-   * `in_heap`) the segment mapped over a WebAssembly memory's buffer.
-   */
-  attach(readOnly: boolean, inHeap?: boolean | undefined | null): ArrayBuffer
-  /**
-   * Unmaps the attachment whose buffer is `buffer` and detaches it
-   * (`PR_DetachSharedMemory`).
-   */
-  detach(buffer: ArrayBuffer | SharedArrayBuffer): void
-  /** Copies `length` bytes from `offset` into a new Buffer. */
-  read(offset: number, length: number): Buffer
-  /** Copies from `offset` into `target`, as many bytes as fit; returns the count. */
-  readInto(target: Uint8Array, offset: number): number
-  /** Copies `source` into the segment at `offset`; returns the count. */
-  write(source: Uint8Array, offset: number): number
-  /**
-   * Detaches every view, unmaps, and releases the OS handle
-   * (`PR_CloseSharedMemory`). A second call does nothing.
-   */
-  close(): void
-}
-
 /**
  * Asks a pending `waitAsync` or `lockAsync` to end. Its outcome still
  * comes through the callback: `cancelled`, or whatever it ended with first
@@ -140,9 +93,6 @@ export declare const enum ChannelOutcome {
  */
 export declare function checkMutex(view: ArrayBufferView, byteOffset: number): void
 
-/** Removes the segment `name` (`PR_DeleteSharedMemory`). */
-export declare function deleteSegment(name: string, global: boolean): void
-
 /** The library's own error codes. Codes never change once released. */
 export declare const enum ErrorCode {
   /** An argument or option has the wrong type. */
@@ -219,27 +169,14 @@ export declare function keepAlive(on: boolean, token: number): void
  */
 export declare function lockMutexAsync(view: ArrayBufferView, byteOffset: number, timeoutMs: number, token: number): number
 
-/** What `NativeSegment.open` needs, already validated by the facade. */
-export interface NativeOpenOptions {
-  /** Create the segment if missing. */
-  create: boolean
-  /** With `create`, fail if it exists. */
-  exclusive: boolean
-  /** Permission bits for a created segment. */
-  mode: number
-  /** Open read-only. */
-  readOnly: boolean
-  /** Reserve the memory when creating. */
-  reserve: boolean
-  /** Windows: use the `Global\` namespace. */
-  global: boolean
-}
-
 /** The OS name `name` maps to on this platform. */
 export declare function osNameOf(name: string, global: boolean): string
 
 /** How many `waitAsync`/`lockAsync` are pending in this process. */
 export declare function pendingWaits(): number
+
+/** The calls of `SharedMemory`, as an object of plain functions. */
+export declare function segmentCalls(): { open(name: string, size: number, create: boolean, exclusive: boolean, readOnly: boolean, reserve: boolean, global: boolean, mode: number, init: ((buffer: ArrayBuffer) => void) | undefined, info: Float64Array): [handle: object, osName: string]; attach(handle: object, readOnly: boolean, inHeap: boolean): ArrayBuffer; detach(handle: object, buffer: ArrayBuffer | SharedArrayBuffer): void; read(handle: object, offset: number, length: number): Buffer; readInto(handle: object, target: Uint8Array, offset: number): number; write(handle: object, source: Uint8Array, offset: number): number; close(handle: object): void; closed(handle: object): boolean; delete(name: string, global: boolean): void }
 
 /** The hot synchronous calls, as an object of plain functions. */
 export declare function syncCalls(): { wait(view: Int32Array, index: number, expected: number, timeoutMs: number, spin: boolean): number; notify(view: Int32Array, index: number, count: number): number; lock(view: ArrayBufferView, byteOffset: number, timeoutMs: number, spin: boolean): number; tryLock(view: ArrayBufferView, byteOffset: number): number; unlock(view: ArrayBufferView, byteOffset: number): void }

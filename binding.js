@@ -835,7 +835,6 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
-module.exports.NativeSegment = nativeBinding.NativeSegment
 module.exports.cancelWait = nativeBinding.cancelWait
 module.exports.channelCalls = nativeBinding.channelCalls
 module.exports.channelHeader = nativeBinding.channelHeader
@@ -844,7 +843,6 @@ module.exports.channelLockWord = nativeBinding.channelLockWord
 module.exports.channelMaxMessage = nativeBinding.channelMaxMessage
 module.exports.ChannelOutcome = nativeBinding.ChannelOutcome
 module.exports.checkMutex = nativeBinding.checkMutex
-module.exports.deleteSegment = nativeBinding.deleteSegment
 module.exports.ErrorCode = nativeBinding.ErrorCode
 module.exports.faultCounter = nativeBinding.faultCounter
 module.exports.initSync = nativeBinding.initSync
@@ -852,6 +850,7 @@ module.exports.keepAlive = nativeBinding.keepAlive
 module.exports.lockMutexAsync = nativeBinding.lockMutexAsync
 module.exports.osNameOf = nativeBinding.osNameOf
 module.exports.pendingWaits = nativeBinding.pendingWaits
+module.exports.segmentCalls = nativeBinding.segmentCalls
 module.exports.syncCalls = nativeBinding.syncCalls
 module.exports.SyncOutcome = nativeBinding.SyncOutcome
 module.exports.waiterThreads = nativeBinding.waiterThreads

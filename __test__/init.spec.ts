@@ -8,7 +8,7 @@ import { join } from 'node:path'
 
 import test from 'ava'
 
-import { NativeSegment } from '../binding'
+import { segmentCalls } from '../binding'
 import { SharedMemory, SharedMutex } from '../index'
 import { deleteAtEnd, jsonLines, PACKAGE_ROOT, runFixture, runNode, uniqueName } from './helpers'
 
@@ -178,10 +178,25 @@ test('init is checked like every option', (t) => {
 
 test('the binding called directly with an init that is not a function: a coded error, nothing published', (t) => {
   const name = uniqueName('init-binding')
-  const options = { create: true, exclusive: false, mode: 0o600, readOnly: false, reserve: true, global: false }
-  t.throws(() => NativeSegment.open(name, 64, options, 42 as never), { code: 'ERR_INVALID_ARG_TYPE' })
+  const open = () => segmentCalls().open(name, 64, true, false, false, true, false, 0o600, 42 as never, new Float64Array(4))
+  t.throws(open, { code: 'ERR_INVALID_ARG_TYPE' })
   t.false(exists(name))
   t.deepEqual(traces(name), [])
+})
+
+test('the binding called directly with a wrong info array: a coded error, nothing published; one init detaches: a coded error, no crash', (t) => {
+  const name = uniqueName('init-info')
+  deleteAtEnd(t, name)
+  const open = (init: (() => void) | undefined, info: unknown) =>
+    segmentCalls().open(name, 64, true, false, false, true, false, 0o600, init, info as Float64Array)
+  t.throws(() => open(undefined, new Float32Array(4)), { code: 'ERR_INVALID_ARG_TYPE' })
+  t.throws(() => open(undefined, new Float64Array(3)), { code: 'ERR_INVALID_ARG_TYPE' })
+  t.false(exists(name))
+  const info = new Float64Array(4)
+  t.throws(() => open(() => void structuredClone(info.buffer, { transfer: [info.buffer] }), info), {
+    code: 'ERR_INVALID_ARG_TYPE',
+  })
+  t.is(info.length, 0)
 })
 
 test('init opening the same name: not found without create; with create the inner open publishes and the outer opens it', (t) => {

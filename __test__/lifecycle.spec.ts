@@ -273,7 +273,10 @@ test('names up to 255 UTF-8 bytes are used as they are', (t) => {
 })
 
 test('names that break the naming rules are ERR_INVALID_ARG_VALUE everywhere a name is taken', (t) => {
+  // The last two are longer than the binding reads in one go (1 KiB), one
+  // with 4-byte characters across that boundary.
   const invalid = ['', '/', '.', '..', '/.', '/..', 'a\0b', 'n'.repeat(256), 'é'.repeat(128)]
+  invalid.push(`${'n'.repeat(1019)}${'😀'.repeat(4)}`, 'n'.repeat(5000))
   for (const name of invalid) {
     const expectation = { code: 'ERR_INVALID_ARG_VALUE', instanceOf: TypeError }
     const error = t.throws(() => SharedMemory.open(name, 16, { create: true }), expectation)

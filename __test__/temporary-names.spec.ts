@@ -1,6 +1,8 @@
-// Where /proc is missing, a creator names its segment through a temporary
+// Where /proc is missing, a creator names its segment by its descriptor
+// (Linux 6.10+, or with CAP_DAC_READ_SEARCH) or else through a temporary
 // name; another user who guesses those names must not be able to make
-// every create fail with a false EEXIST.
+// every create fail with a false EEXIST. (The temporary-name path itself is
+// forced in a unit test of crates/core/src/os/linux.rs.)
 
 import { join } from 'node:path'
 

@@ -2,11 +2,11 @@
 
 import { kMaxLength } from 'node:buffer'
 
-import { NativeSegment, deleteSegment, osNameOf, zeroCopy, type ZeroCopy } from '../binding'
+import { osNameOf, segmentCalls, zeroCopy, type ZeroCopy } from '../binding'
 import { COPY_VIEW_MAX, faultCount, isPrivate, noteAttached } from './copy-view'
 import { illegalConstructor, invalidArgType, invalidArgValue, invalidThis, libraryError, outOfRange } from './errors'
 import {
-  booleanOption,
+  booleanValue,
   bytesOf,
   MAX_SIZE,
   validateInteger,
@@ -76,6 +76,21 @@ export interface NameOptions {
 
 const construct = Symbol('construct')
 
+/** The binding's calls (crates/node/src/segment_calls.rs). */
+const calls = segmentCalls()
+
+/** An open segment in the binding: an opaque handle its calls take. */
+type Handle = object
+
+/** What `calls.open` writes besides its result: size, owner, mode (NaN where none), created (1 or 0). */
+const opened = new Float64Array(4)
+
+/** Every key of {@link NameOptions}. */
+const NAME_OPTIONS = ['global'] as const
+
+/** Every key of {@link AttachOptions}. */
+const ATTACH_OPTIONS = ['readOnly', 'inHeap'] as const
+
 /** Every key of {@link OpenOptions}. */
 const OPEN_OPTIONS = ['create', 'exclusive', 'mode', 'readOnly', 'reserve', 'global', 'init'] as const
 
@@ -115,7 +130,7 @@ function isThenable(value: unknown): boolean {
 
 /** The `global` option of a {@link NameOptions} argument. */
 function globalOption(options: unknown): boolean {
-  return booleanOption(validateOptions(options, ['global']), 'global', false)
+  return booleanValue(validateOptions(options, NAME_OPTIONS).global, 'options.global', false)
 }
 
 /**
@@ -148,28 +163,37 @@ export class SharedMemory implements Disposable {
    * existed (`false`). Exclusive create is always `true`.
    */
   readonly created: boolean
-  readonly #native: NativeSegment
+  readonly #native: Handle
   /** A view for copies that need not cross into the addon (copy-view.ts): undefined until first needed, null where there is none. */
   #copyView: Buffer | null | undefined
   /** Copies made before the copy view: a handle that copies once is better off without one. */
-  #copiesWithoutView = 0
+  #copiesWithoutView: number
 
   /** @internal Use {@link SharedMemory.open}. */
-  constructor(token: typeof construct, name: string, native: NativeSegment) {
+  constructor(
+    token: typeof construct,
+    name: string,
+    native: Handle,
+    osName: string,
+    readOnly: boolean,
+    info: Float64Array,
+  ) {
     if (token !== construct) throw illegalConstructor('use SharedMemory.open() to open a segment')
+    // Every field in one order, then frozen: one shape for every handle.
     this.name = name
+    this.osName = osName
+    this.size = info[0]
+    this.readOnly = readOnly
+    this.owner = Number.isNaN(info[1]) ? null : info[1]
+    this.mode = Number.isNaN(info[2]) ? null : info[2]
+    this.created = info[3] === 1
     this.#native = native
-    this.osName = native.osName
-    this.size = native.size
-    this.readOnly = native.readOnly
-    this.owner = native.owner ?? null
-    this.mode = native.mode ?? null
-    this.created = native.created
+    this.#copyView = undefined
+    this.#copiesWithoutView = 0
     // `readonly` binds TypeScript only: JavaScript could assign `size` and
-    // change what read() checks against.
-    for (const key of ['name', 'osName', 'size', 'readOnly', 'owner', 'mode', 'created'] as const) {
-      Object.defineProperty(this, key, { writable: false, configurable: false })
-    }
+    // change what read() checks against. Frozen, it cannot (private fields
+    // stay writable).
+    Object.freeze(this)
   }
 
   /**
@@ -184,11 +208,11 @@ export class SharedMemory implements Disposable {
     validateString(name, 'name')
     validateInteger(size, 'size')
     const given = validateOptions(options, OPEN_OPTIONS)
-    const create = booleanOption(given, 'create', false)
-    const exclusive = booleanOption(given, 'exclusive', false)
-    const readOnly = booleanOption(given, 'readOnly', false)
-    const reserve = booleanOption(given, 'reserve', true)
-    const global = booleanOption(given, 'global', false)
+    const create = booleanValue(given.create, 'options.create', false)
+    const exclusive = booleanValue(given.exclusive, 'options.exclusive', false)
+    const readOnly = booleanValue(given.readOnly, 'options.readOnly', false)
+    const reserve = booleanValue(given.reserve, 'options.reserve', true)
+    const global = booleanValue(given.global, 'options.global', false)
     let mode = 0o600
     if (given.mode !== undefined) {
       validateInteger(given.mode, 'options.mode', 0, 0o777)
@@ -199,8 +223,8 @@ export class SharedMemory implements Disposable {
     }
     if (create && size === 0) throw outOfRange('size', '>= 1 && <= 2^53 - 1 to create a segment', size)
     const init = initOption(given.init, create)
-    const native = NativeSegment.open(name, size, { create, exclusive, mode, readOnly, reserve, global }, init)
-    return new SharedMemory(construct, name, native)
+    const [native, osName] = calls.open(name, size, create, exclusive, readOnly, reserve, global, mode, init, opened)
+    return new SharedMemory(construct, name, native, osName, readOnly, opened)
   }
 
   /**
@@ -211,7 +235,7 @@ export class SharedMemory implements Disposable {
    */
   static delete(name: string, options?: NameOptions): void {
     validateString(name, 'name')
-    deleteSegment(name, globalOption(options))
+    calls.delete(name, globalOption(options))
   }
 
   /** The OS name `name` maps to on this platform, without opening anything. */
@@ -234,7 +258,7 @@ export class SharedMemory implements Disposable {
 
   /** Whether {@link SharedMemory.close} has run. */
   get closed(): boolean {
-    return SharedMemory.#of(this).closed
+    return calls.closed(SharedMemory.#of(this))
   }
 
   /**
@@ -247,9 +271,9 @@ export class SharedMemory implements Disposable {
    */
   attach(options?: AttachOptions): Buffer {
     const native = SharedMemory.#of(this)
-    const given = validateOptions(options, ['readOnly', 'inHeap'])
-    const readOnly = booleanOption(given, 'readOnly', this.readOnly)
-    const inHeap = booleanOption(given, 'inHeap', false)
+    const given = validateOptions(options, ATTACH_OPTIONS)
+    const readOnly = booleanValue(given.readOnly, 'options.readOnly', this.readOnly)
+    const inHeap = booleanValue(given.inHeap, 'options.inHeap', false)
     // The addon says ERR_SHM_CLOSED itself; only this check comes first.
     if (this.size > kMaxLength) {
       SharedMemory.#throwIfClosed(native)
@@ -259,7 +283,7 @@ export class SharedMemory implements Disposable {
         this.size,
       )
     }
-    const buffer = native.attach(readOnly, inHeap)
+    const buffer = calls.attach(native, readOnly, inHeap)
     noteAttached(buffer)
     // An in-heap view's ArrayBuffer is whole 64 KiB pages: the segment first.
     return Buffer.from(buffer, 0, this.size)
@@ -275,13 +299,13 @@ export class SharedMemory implements Disposable {
   detach(view: ArrayBufferView | ArrayBuffer | SharedArrayBuffer): void {
     const native = SharedMemory.#of(this)
     if (view instanceof ArrayBuffer || view instanceof SharedArrayBuffer) {
-      native.detach(view)
+      calls.detach(native, view)
       return
     }
     if (!ArrayBuffer.isView(view)) {
       throw invalidArgType('view', 'a Buffer, TypedArray or DataView from attach()', view)
     }
-    native.detach(view.buffer)
+    calls.detach(native, view.buffer)
   }
 
   /**
@@ -306,7 +330,7 @@ export class SharedMemory implements Disposable {
       view.copy(copy, 0, offset, offset + length)
       if (faultCount() === faults) return copy
     }
-    return native.read(offset, length)
+    return calls.read(native, offset, length)
   }
 
   /**
@@ -323,7 +347,7 @@ export class SharedMemory implements Disposable {
       const copied = view.copy(bytes, 0, offset, offset + Math.min(bytes.byteLength, this.size - offset))
       if (faultCount() === faults) return copied
     }
-    return native.readInto(bytes, offset)
+    return calls.readInto(native, bytes, offset)
   }
 
   /**
@@ -338,7 +362,7 @@ export class SharedMemory implements Disposable {
         ? Buffer.from(source, 'utf8')
         : bytesOf(source, 'source', 'of type string or a Buffer, TypedArray or DataView')
     validateInteger(offset, 'offset', 0, this.size)
-    if (this.readOnly && !native.closed) {
+    if (this.readOnly && !calls.closed(native)) {
       throw libraryError('ERR_SHM_READ_ONLY', `Segment '${this.osName}' was opened read-only`)
     }
     if (bytes.byteLength > this.size - offset) {
@@ -350,7 +374,7 @@ export class SharedMemory implements Disposable {
       view.set(bytes, offset)
       if (faultCount() === faults) return bytes.byteLength
     }
-    return native.write(bytes, offset)
+    return calls.write(native, bytes, offset)
   }
 
   /**
@@ -358,13 +382,13 @@ export class SharedMemory implements Disposable {
    * releases the OS handle (`PR_CloseSharedMemory`). A second call does nothing.
    */
   close(): void {
-    SharedMemory.#of(this).close()
+    calls.close(SharedMemory.#of(this))
     this.#copyView = null // detached with the rest; copies now say ERR_SHM_CLOSED
   }
 
   /** `using shm = SharedMemory.open(...)` closes it at the end of the block. */
   [Symbol.dispose](): void {
-    SharedMemory.#of(this).close()
+    calls.close(SharedMemory.#of(this))
     this.#copyView = null
   }
 
@@ -374,7 +398,7 @@ export class SharedMemory implements Disposable {
    * segment is larger than COPY_VIEW_MAX, or attach() is refused
    * (Electron): copies then cross.
    */
-  #copyViewOf(native: NativeSegment): Buffer | null {
+  #copyViewOf(native: Handle): Buffer | null {
     if (this.#copyView === undefined) {
       if (this.#copiesWithoutView < 1) {
         this.#copiesWithoutView += 1
@@ -383,9 +407,9 @@ export class SharedMemory implements Disposable {
       this.#copyView = null
       // Only over an external buffer: an in-heap view reserves gigabytes of
       // address space, more than a few copies are worth.
-      if (this.size <= COPY_VIEW_MAX && zeroCopy() === 'external' && faultCount() >= 0 && !native.closed) {
+      if (this.size <= COPY_VIEW_MAX && zeroCopy() === 'external' && faultCount() >= 0 && !calls.closed(native)) {
         try {
-          const buffer = native.attach(this.readOnly, false)
+          const buffer = calls.attach(native, this.readOnly, false)
           noteAttached(buffer)
           this.#copyView = Buffer.from(buffer, 0, this.size)
         } catch {
@@ -396,17 +420,17 @@ export class SharedMemory implements Disposable {
     return this.#copyView
   }
 
-  static #throwIfClosed(native: NativeSegment): void {
-    if (native.closed) throw libraryError('ERR_SHM_CLOSED', 'The shared memory handle is closed')
+  static #throwIfClosed(native: Handle): void {
+    if (calls.closed(native)) throw libraryError('ERR_SHM_CLOSED', 'The shared memory handle is closed')
   }
 
-  /** @internal The binding object, for tests that call the binding directly. */
-  static nativeOf(shm: SharedMemory): NativeSegment {
+  /** @internal The binding's handle, for tests that call the binding (`segmentCalls()`) directly. */
+  static nativeOf(shm: SharedMemory): Handle {
     return SharedMemory.#of(shm)
   }
 
-  /** The binding object behind `self`, checking that it is a SharedMemory. */
-  static #of(self: unknown): NativeSegment {
+  /** The binding's handle behind `self`, checking that it is a SharedMemory. */
+  static #of(self: unknown): Handle {
     if (typeof self !== 'object' || self === null || !(#native in self)) throw invalidThis('SharedMemory')
     return (self as SharedMemory).#native
   }

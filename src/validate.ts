@@ -34,7 +34,7 @@ export function validateOptions(
   known: readonly string[],
   argument = 'options',
 ): Record<string, unknown> {
-  if (value === undefined) return {}
+  if (value === undefined) return NO_OPTIONS
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw invalidArgType(argument, 'of type object', value)
   }
@@ -45,6 +45,19 @@ export function validateOptions(
     }
   }
   return value as Record<string, unknown>
+}
+
+/** What an omitted options argument reads as (shared: callers only read it). */
+const NO_OPTIONS: Record<string, unknown> = Object.freeze({})
+
+/**
+ * An optional boolean option, already read from its object (a named read,
+ * which V8 caches where `options[key]` is a dictionary lookup on every call).
+ */
+export function booleanValue(value: unknown, argument: string, fallback: boolean): boolean {
+  if (value === undefined) return fallback
+  validateBoolean(value, argument)
+  return value
 }
 
 /** Reads an optional boolean option. */

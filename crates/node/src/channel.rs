@@ -169,7 +169,11 @@ pub fn channel_calls(env: Env) -> napi::Result<napi::bindgen_prelude::Object<'st
 }
 
 /// The bytes of a Uint8Array argument: `(address, length)`.
-fn bytes(env: &Env, value: sys::napi_value, what: &str) -> napi::Result<(*const u8, usize)> {
+pub(crate) fn bytes(
+  env: &Env,
+  value: sys::napi_value,
+  what: &str,
+) -> napi::Result<(*const u8, usize)> {
   let mut is = false;
   let mut kind = 0;
   let mut length = 0;

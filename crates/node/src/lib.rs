@@ -12,6 +12,7 @@ mod hot;
 mod in_heap;
 mod outcome;
 mod segment;
+mod segment_calls;
 mod shared_buffers;
 mod sync;
 mod views;
@@ -24,7 +25,8 @@ pub use codes::ErrorCode;
 pub use hot::sync_calls;
 pub use in_heap::{zero_copy, ZeroCopy};
 pub use outcome::SyncOutcome;
-pub use segment::{delete_segment, os_name_of, NativeOpenOptions, NativeSegment};
+pub use segment::os_name_of;
+pub use segment_calls::segment_calls;
 pub use shared_buffers::fault_counter;
 pub use sync::{
   cancel_wait, check_mutex, init_sync, keep_alive, lock_mutex_async, pending_waits,

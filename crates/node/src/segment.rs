@@ -1,26 +1,26 @@
-//! `NativeSegment`: one open segment and the views it handed out. The
-//! TypeScript facade validates arguments before they get here; this layer
-//! still checks every bound, so a caller that skips the facade cannot crash.
+//! `NativeSegment`: one open segment and the views it handed out (the
+//! state behind a `SharedMemory`; segment_calls.rs hands it to JavaScript).
+//! The TypeScript facade validates arguments before they get here; this
+//! layer still checks every bound, so a caller that skips the facade cannot
+//! crash.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use napi::bindgen_prelude::{Buffer, ObjectFinalize, Uint8ArraySlice};
-use napi::{sys, Env, JsValue};
+use napi::bindgen_prelude::{Buffer, ToNapiValue};
+use napi::{sys, Env};
 use napi_derive::napi;
 
 use named_shm_core::{Access, Mapping, Name, Namespace, OpenError, OpenOptions, Segment};
 
 use crate::copied_init;
 use crate::errors::{
-  check, throw_code, throw_core, Kind, CLOSED, INIT_DETACHED, INVALID_ARG_TYPE, NOT_ATTACHED,
-  OUT_OF_RANGE,
+  check, throw_code, throw_core, Kind, CLOSED, INIT_DETACHED, NOT_ATTACHED, OUT_OF_RANGE,
 };
 use crate::in_heap::{self, ZeroCopy};
 use crate::views::View;
 
-/// An open named segment (the object behind `SharedMemory`).
-#[napi(custom_finalize)]
+/// An open named segment and the views it handed out.
 pub struct NativeSegment {
   segment: Option<Segment>,
   /// Keyed by the first byte's address: detach finds a view in O(1).
@@ -34,25 +34,8 @@ pub struct NativeSegment {
 /// The smallest `prune_at`.
 const PRUNE_MIN: usize = 16;
 
-/// What `NativeSegment.open` needs, already validated by the facade.
-#[napi(object)]
-pub struct NativeOpenOptions {
-  /// Create the segment if missing.
-  pub create: bool,
-  /// With `create`, fail if it exists.
-  pub exclusive: bool,
-  /// Permission bits for a created segment.
-  pub mode: u32,
-  /// Open read-only.
-  pub read_only: bool,
-  /// Reserve the memory when creating.
-  pub reserve: bool,
-  /// Windows: use the `Global\` namespace.
-  pub global: bool,
-}
-
 /// Parses `name` for this platform.
-fn parse_name(env: &Env, name: &str, global: bool) -> napi::Result<Name> {
+pub(crate) fn parse_name(env: &Env, name: &str, global: bool) -> napi::Result<Name> {
   let namespace = if global {
     Namespace::Global
   } else {
@@ -62,7 +45,7 @@ fn parse_name(env: &Env, name: &str, global: bool) -> napi::Result<Name> {
 }
 
 /// Converts a JavaScript size or offset, already checked by the facade.
-fn to_u64(env: &Env, value: f64, what: &str) -> napi::Result<u64> {
+pub(crate) fn to_u64(env: &Env, value: f64, what: &str) -> napi::Result<u64> {
   if value.is_finite()
     && value >= 0.0
     && value.fract() == 0.0
@@ -86,60 +69,40 @@ pub fn os_name_of(env: Env, name: String, global: bool) -> napi::Result<String> 
 }
 
 /// Removes the segment `name` (`PR_DeleteSharedMemory`).
-#[napi]
-pub fn delete_segment(env: Env, name: String, global: bool) -> napi::Result<()> {
-  let name = parse_name(&env, &name, global)?;
-  Segment::delete(&name).map_err(|e| throw_core(&env, &e))
+pub(crate) fn delete_segment(env: &Env, name: &str, global: bool) -> napi::Result<()> {
+  let name = parse_name(env, name, global)?;
+  Segment::delete(&name).map_err(|e| throw_core(env, &e))
 }
 
-#[napi]
 impl NativeSegment {
   /// Opens or creates the segment `name` (`PR_OpenSharedMemory`). When this
   /// call creates it, `init` (if given) is called with an `ArrayBuffer` over
   /// the new segment before its name is published; the buffer is detached
   /// when `init` returns, and if `init` throws, nothing is published.
-  #[napi(
-    factory,
-    ts_args_type = "name: string, size: number, options: NativeOpenOptions, init?: (buffer: ArrayBuffer) => void"
-  )]
-  pub fn open(
-    env: Env,
-    name: String,
+  /// `init`, when given, is a function (the caller checked).
+  pub(crate) fn open(
+    env: &Env,
+    name: &str,
     size: f64,
-    options: NativeOpenOptions,
-    init: Option<napi::bindgen_prelude::Unknown<'_>>,
+    options: &OpenOptions,
+    global: bool,
+    init: Option<sys::napi_value>,
   ) -> napi::Result<Self> {
-    let name = parse_name(&env, &name, options.global)?;
-    let size = to_u64(&env, size, "size")?;
-    let core_options = OpenOptions {
-      create: options.create,
-      exclusive: options.exclusive,
-      mode: options.mode,
-      read_only: options.read_only,
-      reserve: options.reserve,
-    };
+    let name = parse_name(env, name, global)?;
+    let size = to_u64(env, size, "size")?;
+    let core_options = options;
+    let env = *env;
     // Without `init` nothing maps the new segment: a sparse one larger than
     // the address space (`reserve: false`) must still open.
     let segment = match init {
-      Some(init) => {
-        if init.get_type()? != napi::ValueType::Function {
-          return Err(throw_code(
-            &env,
-            Kind::TypeError,
-            INVALID_ARG_TYPE,
-            "The \"init\" argument must be of type function",
-          ));
-        }
-        let init = init.value().value;
-        Segment::open_with(&name, size, &core_options, |mapping| {
-          run_init(&env, init, mapping)
-        })
-        .map_err(|error| match error {
-          OpenError::Open(error) => throw_core(&env, &error),
-          OpenError::Init(error) => error,
-        })?
-      }
-      None => Segment::open(&name, size, &core_options).map_err(|e| throw_core(&env, &e))?,
+      Some(init) => Segment::open_with(&name, size, core_options, |mapping| {
+        run_init(&env, init, mapping)
+      })
+      .map_err(|error| match error {
+        OpenError::Open(error) => throw_core(&env, &error),
+        OpenError::Init(error) => error,
+      })?,
+      None => Segment::open(&name, size, core_options).map_err(|e| throw_core(&env, &e))?,
     };
     Ok(NativeSegment {
       segment: Some(segment),
@@ -149,62 +112,29 @@ impl NativeSegment {
     })
   }
 
-  /// The name the OS knows the segment by.
-  #[napi(getter)]
-  pub fn os_name(&self) -> String {
+  /// The open segment; `None` once closed.
+  pub(crate) fn segment(&self) -> Option<&Segment> {
+    self.segment.as_ref()
+  }
+
+  /// The name the OS knows the segment by; empty once closed.
+  fn os_name(&self) -> String {
     self
       .segment
       .as_ref()
       .map_or_else(String::new, |s| s.name().os_name().to_owned())
   }
 
-  /// Bytes each attachment maps.
-  #[napi(getter)]
-  pub fn size(&self) -> f64 {
-    self.segment.as_ref().map_or(0.0, |s| s.size() as f64)
-  }
-
-  /// The user id that owns the segment; `null` on Windows or once closed.
-  #[napi(getter)]
-  pub fn owner(&self) -> Option<u32> {
-    self.segment.as_ref()?.ownership().map(|o| o.uid)
-  }
-
-  /// The segment's permission bits; `null` on Windows or once closed.
-  #[napi(getter)]
-  pub fn mode(&self) -> Option<u32> {
-    self.segment.as_ref()?.ownership().map(|o| o.mode)
-  }
-
-  /// Whether the handle was opened read-only.
-  #[napi(getter)]
-  pub fn read_only(&self) -> bool {
-    self.segment.as_ref().is_some_and(Segment::is_read_only)
-  }
-
-  /// Whether the `open` call that made this handle created the segment.
-  #[napi(getter)]
-  pub fn created(&self) -> bool {
-    self.segment.as_ref().is_some_and(Segment::created)
-  }
-
-  /// Whether `close()` has run.
-  #[napi(getter)]
-  pub fn closed(&self) -> bool {
-    self.segment.is_none()
-  }
-
   /// Maps the segment and returns an `ArrayBuffer` over it (`PR_AttachSharedMemory`):
   /// an external buffer where the runtime allows them, else (or with
   /// `in_heap`) the segment mapped over a WebAssembly memory's buffer.
-  #[napi(ts_return_type = "ArrayBuffer")]
-  pub fn attach(
+  pub(crate) fn attach(
     &mut self,
-    env: Env,
+    env: &Env,
     read_only: bool,
-    in_heap: Option<bool>,
-  ) -> napi::Result<napi::bindgen_prelude::Unknown<'_>> {
-    let in_heap = in_heap.unwrap_or(false);
+    in_heap: bool,
+  ) -> napi::Result<sys::napi_value> {
+    let env = *env;
     let segment = self.segment.as_ref().ok_or_else(|| closed(&env))?;
     let access = if read_only || segment.is_read_only() {
       Access::CopyOnWrite
@@ -238,22 +168,17 @@ impl NativeSegment {
     if let Some(stale) = self.views.insert(view.address(), view) {
       stale.forget(&env);
     }
-    // SAFETY: `buffer` is a live value created in `env` during this call.
-    Ok(unsafe { napi::bindgen_prelude::Unknown::from_raw_unchecked(env.raw(), buffer) })
+    Ok(buffer)
   }
 
   /// Unmaps the attachment whose buffer is `buffer` and detaches it
   /// (`PR_DetachSharedMemory`).
-  #[napi(ts_args_type = "buffer: ArrayBuffer | SharedArrayBuffer")]
-  pub fn detach(
-    &mut self,
-    env: Env,
-    buffer: napi::bindgen_prelude::Unknown<'_>,
-  ) -> napi::Result<()> {
+  pub(crate) fn detach(&mut self, env: &Env, buffer: sys::napi_value) -> napi::Result<()> {
+    let env = *env;
     if self.segment.is_none() {
       return Err(closed(&env));
     }
-    let data = arraybuffer_data(&env, buffer.value().value);
+    let data = arraybuffer_data(&env, buffer);
     let key = data as usize;
     let live = self
       .views
@@ -267,18 +192,21 @@ impl NativeSegment {
         "The view is not attached to this segment (already detached, or from another handle)",
       ));
     };
-    view
-      .detach(&env, Some(buffer.value().value))
-      .map_err(|failed| {
-        let (view, error) = *failed;
-        self.views.insert(key, view);
-        throw_core(&env, &error)
-      })
+    view.detach(&env, Some(buffer)).map_err(|failed| {
+      let (view, error) = *failed;
+      self.views.insert(key, view);
+      throw_core(&env, &error)
+    })
   }
 
   /// Copies `length` bytes from `offset` into a new Buffer.
-  #[napi]
-  pub fn read(&mut self, env: Env, offset: f64, length: f64) -> napi::Result<Buffer> {
+  pub(crate) fn read(
+    &mut self,
+    env: &Env,
+    offset: f64,
+    length: f64,
+  ) -> napi::Result<sys::napi_value> {
+    let env = *env;
     let (offset, length) = (
       to_u64(&env, offset, "offset")?,
       to_u64(&env, length, "length")?,
@@ -290,27 +218,30 @@ impl NativeSegment {
       .read_to_vec(offset, length)
       .map_err(|e| throw_core(&env, &e.for_name(&os_name)))?;
     self.check_shrunk(&env)?;
-    Ok(bytes.into())
+    // As napi-rs returns a Buffer: over the vector where the runtime takes
+    // external buffers, else a copy.
+    // SAFETY: the live env of this call.
+    unsafe { ToNapiValue::to_napi_value(env.raw(), Buffer::from(bytes)) }
   }
 
-  /// Copies from `offset` into `target`, as many bytes as fit; returns the count.
-  #[napi]
-  pub fn read_into(
+  /// Copies from `offset` into `[target_ptr, target_ptr + target_len)`, as
+  /// many bytes as fit; returns the count. Raw pointers, not slices: the
+  /// target may be a view of this very segment, memory that Rust must not
+  /// assume unaliased.
+  ///
+  /// # Safety
+  /// `target_ptr` is valid for writes of `target_len` bytes for this call.
+  pub(crate) unsafe fn read_into(
     &mut self,
-    env: Env,
-    mut target: Uint8ArraySlice<'_>,
+    env: &Env,
+    target_ptr: *mut u8,
+    target_len: usize,
     offset: f64,
   ) -> napi::Result<f64> {
+    let env = *env;
     let offset = to_u64(&env, offset, "offset")?;
     let copier = self.copier(&env)?;
     let available = (copier.len() as u64).saturating_sub(offset);
-    // Raw pointers, not slices: the target may be a view of this very
-    // segment, memory that Rust must not assume unaliased.
-    // SAFETY: the caller's Uint8Array stays alive for this call.
-    let (target_ptr, target_len) = unsafe {
-      let bytes = target.as_mut();
-      (bytes.as_mut_ptr(), bytes.len())
-    };
     let length = available.min(target_len as u64);
     let (offset, length) = in_bounds(&env, copier, offset, length, "offset")?;
     // SAFETY: `target_ptr` is valid for `length <= target_len` bytes.
@@ -319,27 +250,36 @@ impl NativeSegment {
     Ok(length as f64)
   }
 
-  /// Copies `source` into the segment at `offset`; returns the count.
-  #[napi]
-  pub fn write(&mut self, env: Env, source: Uint8ArraySlice<'_>, offset: f64) -> napi::Result<f64> {
+  /// Copies `[source_ptr, source_ptr + source_len)` into the segment at
+  /// `offset`; returns the count.
+  ///
+  /// # Safety
+  /// `source_ptr` is valid for reads of `source_len` bytes for this call; it
+  /// may alias the segment (see `read_into`).
+  pub(crate) unsafe fn write(
+    &mut self,
+    env: &Env,
+    source_ptr: *const u8,
+    source_len: usize,
+    offset: f64,
+  ) -> napi::Result<f64> {
+    let env = *env;
     let offset = to_u64(&env, offset, "offset")?;
     let copier = self.copier(&env)?;
-    let (offset, length) = in_bounds(&env, copier, offset, source.len() as u64, "source")?;
-    // SAFETY: the caller's Uint8Array stays alive for this call and holds
-    // at least `length` bytes; it may alias the segment (see `read_into`).
-    unsafe { copier.copy_in(offset, source.as_ptr(), length) }.map_err(|e| throw_core(&env, &e))?;
+    let (offset, length) = in_bounds(&env, copier, offset, source_len as u64, "source")?;
+    // SAFETY: the caller's contract: `length <= source_len` readable bytes.
+    unsafe { copier.copy_in(offset, source_ptr, length) }.map_err(|e| throw_core(&env, &e))?;
     self.check_shrunk(&env)?;
     Ok(length as f64)
   }
 
   /// Detaches every view, unmaps, and releases the OS handle
   /// (`PR_CloseSharedMemory`). A second call does nothing.
-  #[napi]
-  pub fn close(&mut self, env: Env) {
+  pub(crate) fn close(&mut self, env: &Env) {
     for (_, view) in self.views.drain() {
       // A view whose zero pages could not be made keeps the segment's
       // memory until the garbage collector frees it: still no crash.
-      let _ = view.detach(&env, None);
+      let _ = view.detach(env, None);
     }
     self.copier = None;
     self.segment = None;
@@ -393,14 +333,13 @@ impl NativeSegment {
   }
 }
 
-impl ObjectFinalize for NativeSegment {
+impl NativeSegment {
   /// Collected without `close()`: views still reachable keep working (each
-  /// buffer holds its mapping); only our references go.
-  fn finalize(mut self, env: Env) -> napi::Result<()> {
+  /// buffer holds its mapping); only our references go, and the OS handle.
+  pub(crate) fn finalize(mut self, env: &Env) {
     for (_, view) in self.views.drain() {
-      view.forget(&env);
+      view.forget(env);
     }
-    Ok(())
   }
 }
 

@@ -86,16 +86,18 @@ pub(crate) fn create_unnamed(
     options.reserve,
     Mode::from_bits_truncate(options.mode & 0o777),
   );
+  let tmpfiles = tmpfiles();
   // An unnamed tmpfs file (open(2), O_TMPFILE) vanishes by itself if we die
-  // before naming it. Naming it goes through /proc/self/fd: without /proc,
-  // use the named temporary from the start.
-  if !has_proc() {
+  // before naming it; where nothing can name it, use the named temporary.
+  if tmpfiles.linker == Linker::TemporaryName {
     return create_via_temporary(size, mode, reserve);
   }
   let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
   match fs::open(SHM_DIR, flags, mode) {
     Ok(fd) => {
-      apply_umask(&fd, mode)?;
+      if !tmpfiles.masks_umask {
+        apply_umask(&fd, mode)?;
+      }
       prepare(&fd, size, reserve)?;
       Ok(Unnamed {
         fd,
@@ -113,17 +115,31 @@ pub(crate) fn create_unnamed(
 /// Gives `unnamed` the name `os_name` (link(2)); `EEXIST` when it is taken,
 /// and `unnamed` may then be published again later.
 pub(crate) fn publish(unnamed: &Unnamed, os_name: &str) -> Result<()> {
+  publish_with(unnamed, os_name, tmpfiles().linker)
+}
+
+/// [`publish`] by way of `linker` (tests force each one).
+fn publish_with(unnamed: &Unnamed, os_name: &str, linker: Linker) -> Result<()> {
+  let path = path_of(os_name);
   let linked = match &unnamed.temporary {
-    Some(temporary) => fs::link(&temporary.0, path_of(os_name)),
-    None => fs::linkat(
-      CWD,
-      proc_path(&unnamed.fd),
-      CWD,
-      path_of(os_name),
-      AtFlags::SYMLINK_FOLLOW,
-    ),
+    Some(temporary) => fs::link(&temporary.0, &path),
+    None if linker == Linker::Descriptor => {
+      match fs::linkat(&unnamed.fd, "", CWD, &path, AtFlags::EMPTY_PATH) {
+        // The kernel refuses a descriptor opened under other credentials
+        // (another thread changed ours since): name it through /proc.
+        Err(Errno::NOENT | Errno::PERM) if has_proc() => link_through_proc(&unnamed.fd, &path),
+        linked => linked,
+      }
+    }
+    None => link_through_proc(&unnamed.fd, &path),
   };
   linked.map_err(publish_error)
+}
+
+/// Names the file `fd` by way of `/proc/self/fd/N`, which any kernel with
+/// O_TMPFILE allows (linkat(2), AT_SYMLINK_FOLLOW).
+fn link_through_proc(fd: &Handle, path: &str) -> rustix::io::Result<()> {
+  fs::linkat(CWD, proc_path(fd), CWD, path, AtFlags::SYMLINK_FOLLOW)
 }
 
 /// A read-only descriptor of the same file as `fd`, for a creator that asked
@@ -146,17 +162,77 @@ fn has_proc() -> bool {
   fs::access("/proc/self/fd", fs::Access::EXISTS).is_ok()
 }
 
+/// How a creator names the file it made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Linker {
+  /// `linkat(fd, "", AT_EMPTY_PATH)`: Linux 6.10+ allows it for a file
+  /// opened under the caller's own credentials (the kernel change "relax
+  /// linkat(AT_EMPTY_PATH), aka flink(), requirements"), older kernels only
+  /// with `CAP_DAC_READ_SEARCH`. One system call, no path to walk.
+  Descriptor,
+  /// `linkat("/proc/self/fd/N", AT_SYMLINK_FOLLOW)`: any kernel, with /proc.
+  Proc,
+  /// Neither: the file is made under a hidden temporary name instead.
+  TemporaryName,
+}
+
+/// What this process learned about O_TMPFILE files in `/dev/shm`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Tmpfiles {
+  linker: Linker,
+  /// The kernel applies the umask (or a default ACL) to them.
+  masks_umask: bool,
+}
+
+/// Properties of the kernel, its mounts and this process's privileges,
+/// learned once per process from one probe file (a few system calls, once)
+/// so that no create walks `/proc` or reads the umask. A probe that could not
+/// open its file for a passing reason (`EMFILE`) is not remembered.
+fn tmpfiles() -> Tmpfiles {
+  static LEARNED: std::sync::OnceLock<Tmpfiles> = std::sync::OnceLock::new();
+  if let Some(learned) = LEARNED.get() {
+    return *learned;
+  }
+  let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+  match fs::open(SHM_DIR, flags, Mode::from_bits_truncate(0o777)) {
+    Ok(probe) => *LEARNED.get_or_init(|| Tmpfiles {
+      linker: if can_link_descriptor(&probe) {
+        Linker::Descriptor
+      } else if has_proc() {
+        Linker::Proc
+      } else {
+        Linker::TemporaryName
+      },
+      masks_umask: masks_umask(&probe),
+    }),
+    Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => *LEARNED.get_or_init(|| Tmpfiles {
+      linker: Linker::TemporaryName,
+      masks_umask: false,
+    }),
+    Err(_) => Tmpfiles {
+      linker: if has_proc() {
+        Linker::Proc
+      } else {
+        Linker::TemporaryName
+      },
+      masks_umask: false,
+    },
+  }
+}
+
+/// Whether the kernel lets this process link `probe` by its descriptor.
+/// The probe names a path that exists (`/dev/shm` itself), so nothing is
+/// ever created: the kernel checks the descriptor first (`ENOENT` or `EPERM`
+/// when it refuses) and only then finds the name taken (`EEXIST`).
+fn can_link_descriptor(probe: &Handle) -> bool {
+  fs::linkat(probe, "", CWD, SHM_DIR, AtFlags::EMPTY_PATH) == Err(Errno::EXIST)
+}
+
 /// Before Linux 6.0, O_TMPFILE skipped the umask on filesystems without
 /// POSIX ACLs ("fs: add missing umask strip in vfs_tmpfile"). Where the new
 /// file kept every bit asked for, apply the umask ourselves, as fs.open would.
-///
-/// Where the kernel masks O_TMPFILE files itself (learned once per process,
-/// see [`kernel_masks_tmpfiles`]) there is nothing to do, and no need to read
-/// the umask from `/proc` on every create.
+/// Only where [`masks_umask`] said the kernel does not.
 fn apply_umask(fd: &Handle, mode: Mode) -> Result<()> {
-  if kernel_masks_tmpfiles() {
-    return Ok(());
-  }
   let actual = fs::fstat(fd).map_err(os_error("fstat"))?.st_mode & 0o777;
   if actual != mode.bits() {
     return Ok(()); // the kernel (or a default ACL) already decided
@@ -171,20 +247,12 @@ fn apply_umask(fd: &Handle, mode: Mode) -> Result<()> {
   Ok(())
 }
 
-/// Whether the kernel applies the umask (or a default ACL) to O_TMPFILE files
-/// in `/dev/shm`: a property of the kernel and the filesystem, so probed once
-/// per process with a file asking for every permission bit. A probe that
-/// keeps all of them (an old kernel, or a umask of 0 at that moment) answers
-/// no, and each create then checks for itself as before: never wrong, only
-/// slower.
-fn kernel_masks_tmpfiles() -> bool {
-  static MASKS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-  *MASKS.get_or_init(|| {
-    let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
-    fs::open(SHM_DIR, flags, Mode::from_bits_truncate(0o777))
-      .and_then(|probe| fs::fstat(&probe))
-      .is_ok_and(|stat| stat.st_mode & 0o777 != 0o777)
-  })
+/// Whether the kernel applied the umask (or a default ACL) to `probe`, an
+/// O_TMPFILE file that asked for every permission bit. A probe that keeps
+/// all of them (an old kernel, or a umask of 0 at that moment) answers no,
+/// and each create then checks for itself: never wrong, only slower.
+fn masks_umask(probe: &Handle) -> bool {
+  fs::fstat(probe).is_ok_and(|stat| stat.st_mode & 0o777 != 0o777)
 }
 
 /// The umask, read without changing it (`Umask:` in proc_pid_status(5), Linux 4.7+).
@@ -241,27 +309,28 @@ fn unpredictable() -> u64 {
   hasher.finish()
 }
 
-/// Sets the size (ftruncate(2) zero-fills) and reserves the pages
-/// (fallocate(2) on tmpfs allocates them, or fails with `ENOSPC`).
+/// Sets the size and, with `reserve`, allocates the pages: fallocate(2)
+/// does both on tmpfs (without `FALLOC_FL_KEEP_SIZE` it extends the file to
+/// `size`), or fails with `ENOSPC`; without `reserve`, ftruncate(2) sets
+/// the size alone. Either way the file reads as zeros.
 fn prepare(fd: &Handle, size: u64, reserve: bool) -> Result<()> {
-  fs::ftruncate(fd, size).map_err(os_error("ftruncate"))?;
-  if reserve {
-    fs::fallocate(fd, FallocateFlags::empty(), 0, size).map_err(|errno| {
-      let error = os_error("fallocate")(errno);
-      if errno == Errno::NOSPC {
-        // tmpfs gives back what a failed fallocate took, so this is what is
-        // free for a smaller request now.
-        let space = fs::fstatvfs(fd).ok().map(|stat| Space {
-          free: stat.f_bavail.saturating_mul(stat.f_frsize),
-          total: stat.f_blocks.saturating_mul(stat.f_frsize),
-        });
-        error.with_detail(no_space_detail(size, space))
-      } else {
-        error
-      }
-    })?;
+  if !reserve {
+    return fs::ftruncate(fd, size).map_err(os_error("ftruncate"));
   }
-  Ok(())
+  fs::fallocate(fd, FallocateFlags::empty(), 0, size).map_err(|errno| {
+    let error = os_error("fallocate")(errno);
+    if errno == Errno::NOSPC {
+      // tmpfs gives back what a failed fallocate took, so this is what is
+      // free for a smaller request now.
+      let space = fs::fstatvfs(fd).ok().map(|stat| Space {
+        free: stat.f_bavail.saturating_mul(stat.f_frsize),
+        total: stat.f_blocks.saturating_mul(stat.f_frsize),
+      });
+      error.with_detail(no_space_detail(size, space))
+    } else {
+      error
+    }
+  })
 }
 
 /// Free and total bytes of the shared memory filesystem.
@@ -578,6 +647,128 @@ mod tests {
     assert!(fs::access(&temporary, fs::Access::EXISTS).is_err());
     assert!(open(&os_name, true).is_ok());
     unlink(&os_name).unwrap();
+  }
+
+  /// An O_TMPFILE segment of 4 KiB, not yet named.
+  fn unnamed() -> Unnamed {
+    let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+    let fd = fs::open(SHM_DIR, flags, Mode::from_bits_truncate(0o600)).unwrap();
+    prepare(&fd, 4096, true).unwrap();
+    Unnamed {
+      fd,
+      temporary: None,
+    }
+  }
+
+  #[test]
+  fn both_linkers_publish_once_and_say_eexist_after() {
+    for (linker, tag) in [(Linker::Descriptor, "descriptor"), (Linker::Proc, "proc")] {
+      let os_name = format!("/named-shm-linker-{tag}-{}", std::process::id());
+      let made = unnamed();
+      publish_with(&made, &os_name, linker).unwrap();
+      let ours = fs::fstat(made.handle()).unwrap();
+      let named = fs::stat(path_of(&os_name)).unwrap();
+      assert_eq!((named.st_ino, named.st_size), (ours.st_ino, 4096), "{tag}");
+      let taken = publish_with(&unnamed(), &os_name, linker).unwrap_err();
+      assert_eq!(
+        (taken.code(), taken.syscall()),
+        ("EEXIST", Some("shm_open")),
+        "{tag}"
+      );
+      unlink(&os_name).unwrap();
+    }
+  }
+
+  /// The kernel's release as (major, minor).
+  fn kernel_version() -> (u32, u32) {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut numbers = release
+      .split(|c: char| !c.is_ascii_digit())
+      .map(|n| n.parse().unwrap_or(0));
+    (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0))
+  }
+
+  /// What the probe answers in a child process that dropped to `nobody`
+  /// (without `CAP_DAC_READ_SEARCH`): exit status 1 for "links by descriptor".
+  fn probe_as_nobody() -> i32 {
+    // SAFETY: the child makes only system calls (no allocation, no locks)
+    // before _exit, so forking a multi-threaded test process is sound.
+    unsafe {
+      match libc::fork() {
+        0 => {
+          if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+            libc::_exit(2);
+          }
+          let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+          let Ok(probe) = fs::open(SHM_DIR, flags, Mode::from_bits_truncate(0o600)) else {
+            libc::_exit(3)
+          };
+          libc::_exit(i32::from(can_link_descriptor(&probe)));
+        }
+        child => {
+          assert!(child > 0, "fork failed");
+          let mut status = 0;
+          assert_eq!(libc::waitpid(child, &mut status, 0), child);
+          assert!(libc::WIFEXITED(status));
+          libc::WEXITSTATUS(status)
+        }
+      }
+    }
+  }
+
+  #[test]
+  fn the_probe_learns_linking_by_descriptor_where_the_kernel_allows_it() {
+    let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+    let probe = fs::open(SHM_DIR, flags, Mode::from_bits_truncate(0o600)).unwrap();
+    let root = rustix::process::geteuid().is_root();
+    let relaxed = kernel_version() >= (6, 10);
+    // Root holds CAP_DAC_READ_SEARCH (CI and this suite run as root).
+    assert_eq!(can_link_descriptor(&probe), root || relaxed);
+    assert_eq!(tmpfiles().linker == Linker::Descriptor, root || relaxed);
+    if root {
+      // An unprivileged user: only Linux 6.10+ lets it; before, /proc it is.
+      assert_eq!(probe_as_nobody(), i32::from(relaxed));
+    }
+  }
+
+  #[test]
+  fn the_temporary_name_cannot_be_taken_ahead_of_the_creator() {
+    // The names an older scheme used, .named-shm-<pid>-<n>, taken as
+    // another user could: the random part of ours makes them useless.
+    let pid = rustix::process::getpid().as_raw_nonzero();
+    let squatted: Vec<String> = (0..200)
+      .map(|n| format!("{SHM_DIR}/.named-shm-{pid}-{n}"))
+      .collect();
+    let flags = OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC;
+    let mode = Mode::from_bits_truncate(0o600);
+    for path in &squatted {
+      drop(fs::open(path, flags, mode).unwrap());
+    }
+    let os_name = format!("/named-shm-squatted-{pid}");
+    let made = create_via_temporary(4096, mode, true);
+    let published = match &made {
+      Ok(made) => publish(made, &os_name).map_err(|e| e.code()),
+      Err(error) => Err(error.code()),
+    };
+    drop(made);
+    for path in &squatted {
+      fs::unlink(path).unwrap();
+    }
+    assert_eq!(published, Ok(()));
+    unlink(&os_name).unwrap();
+  }
+
+  #[test]
+  fn prepare_sizes_the_file_with_and_without_reserve() {
+    for reserve in [true, false] {
+      let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+      let fd = fs::open(SHM_DIR, flags, Mode::from_bits_truncate(0o600)).unwrap();
+      prepare(&fd, 3 * 4096 + 1, reserve).unwrap();
+      let stat = fs::fstat(&fd).unwrap();
+      assert_eq!(stat.st_size, 3 * 4096 + 1, "reserve {reserve}");
+      // st_blocks counts 512-byte units: reserved pages are allocated.
+      assert_eq!(stat.st_blocks >= 4 * 8, reserve, "reserve {reserve}");
+    }
   }
 
   #[test]
