@@ -274,7 +274,9 @@ export declare const enum ZeroCopy {
   /**
    * No zero-copy view: `attach()` throws `ERR_SHM_EXTERNAL_BUFFERS`, and
    * `read`, `readInto` and `write` copy (Electron on Windows, or without
-   * WebAssembly, as under `--jitless`).
+   * WebAssembly, as under `--jitless`, or where external buffers are
+   * refused and WebAssembly memories cannot carry a segment: Bun with
+   * `NAMED_SHM_FORCE_IN_HEAP=1`).
    */
   Copy = 'copy',
 }

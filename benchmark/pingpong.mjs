@@ -25,6 +25,9 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Worker, isMainThread, workerData } from 'node:worker_threads'
 
+import { summarize } from './lib/measure.mjs'
+import { endForkedPeer, next, timeTrips, withSocketPeer } from './lib/round-trips.mjs'
+
 const here = dirname(fileURLToPath(import.meta.url))
 const self = fileURLToPath(import.meta.url)
 const require = createRequire(import.meta.url)
@@ -63,10 +66,10 @@ function run(cpu, args) {
   })
 }
 
+/** p50 and p99 in µs of `samples`, nanoseconds (numbers or bigints). */
 function percentiles(samples) {
-  const sorted = BigInt64Array.from(samples).sort()
-  const at = (q) => Number(sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))]) / 1000
-  return { p50: at(0.5), p99: at(0.99) }
+  const { median, p99 } = summarize(samples.map(Number))
+  return { p50: median / 1000, p99: p99 / 1000 }
 }
 
 // ---- named-shm wait/notify ----
@@ -184,31 +187,17 @@ function socketPong(path) {
 }
 
 async function socketPing(rounds) {
-  const dir = mkdtempSync(join(tmpdir(), 'named-shm-bench-'))
-  const path = join(dir, 'socket')
-  try {
-    const server = net.createServer()
-    await new Promise((resolve) => server.listen(path, resolve))
-    const accepted = new Promise((resolve) => server.once('connection', resolve))
-    const [command, argv] = nodeOn(PONG_CPU, ['--pong', 'socket', path])
-    const pong = spawn(command, argv, { stdio: 'inherit' })
-    const socket = await accepted
-    const samples = []
-    const byte = Buffer.from([1])
-    for (let i = 0; i < rounds + WARMUP; i += 1) {
-      const start = now()
-      const answer = new Promise((resolve) => socket.once('data', resolve))
-      socket.write(byte)
-      await answer
-      if (i >= WARMUP) samples.push(now() - start)
-    }
-    socket.end()
-    await new Promise((resolve) => pong.on('exit', resolve))
-    server.close()
-    return percentiles(samples)
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
-  }
+  const byte = Buffer.from([1])
+  const samples = await withSocketPeer(
+    (path) => spawn(...nodeOn(PONG_CPU, ['--pong', 'socket', path]), { stdio: 'inherit' }),
+    (socket) =>
+      timeTrips(rounds, WARMUP, () => {
+        const answer = next(socket, 'data')
+        socket.write(byte)
+        return answer
+      }),
+  )
+  return percentiles(samples)
 }
 
 // ---- process.send ----
@@ -224,16 +213,12 @@ async function ipcPing(rounds) {
   // fork() runs `execPath ...execArgv self`: taskset in front pins the pong.
   const pinned = canPin() ? { execPath: 'taskset', execArgv: ['-c', String(PONG_CPU), process.execPath] } : {}
   const pong = fork(self, ['--pong', 'ipc'], pinned)
-  const samples = []
-  for (let i = 0; i < rounds + WARMUP; i += 1) {
-    const start = now()
-    const answer = new Promise((resolve) => pong.once('message', resolve))
+  const samples = await timeTrips(rounds, WARMUP, (i) => {
+    const answer = next(pong, 'message')
     pong.send(i)
-    await answer
-    if (i >= WARMUP) samples.push(now() - start)
-  }
-  pong.send('done')
-  await new Promise((resolve) => pong.on('exit', resolve))
+    return answer
+  })
+  await endForkedPeer(pong)
   return percentiles(samples)
 }
 

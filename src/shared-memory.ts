@@ -224,8 +224,9 @@ export class SharedMemory implements Disposable {
    * What `attach()` gives in this runtime: `'external'` (a Buffer over this
    * process's own mapping: Node, Bun, Deno), `'in-heap'` (the segment mapped
    * over a WebAssembly memory: Electron on Linux and macOS) or `'copy'` (no
-   * zero-copy view: `attach()` throws `ERR_SHM_EXTERNAL_BUFFERS`; use `read`,
-   * `readInto` and `write`).
+   * zero-copy view: Electron on Windows, no WebAssembly, or Bun with
+   * `NAMED_SHM_FORCE_IN_HEAP=1`; `attach()` throws `ERR_SHM_EXTERNAL_BUFFERS`;
+   * use `read`, `readInto` and `write`).
    */
   static get zeroCopy(): `${ZeroCopy}` {
     return zeroCopy()

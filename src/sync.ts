@@ -63,6 +63,12 @@ interface Pending {
   done(): void
   /** The signal whose abort cancelled the request (its reason is the cause). */
   signal: AbortSignal | undefined
+  /**
+   * The view waited on, held until the request ends: a program may keep
+   * only the promise, and the collector would then unmap the view and end
+   * the wait as if it had been detached.
+   */
+  view: ArrayBufferView
 }
 
 /**
@@ -157,7 +163,7 @@ function validateAsyncOptions(options: unknown): AsyncOptions {
  * abort asks the waiter thread to stop; the promise settles when it has:
  * `AbortError` if it stopped first, else the wake-up or lock it got.
  */
-function track(started: number, options: AsyncOptions): Promise<Outcome> {
+function track(started: number, view: ArrayBufferView, options: AsyncOptions): Promise<Outcome> {
   if (started < 0) return Promise.resolve(OUTCOMES[-1 - started])
   const { signal, ref } = options
   if (ref) holdLoop(true)
@@ -168,7 +174,7 @@ function track(started: number, options: AsyncOptions): Promise<Outcome> {
       if (ref) holdLoop(false)
     }
     signal?.addEventListener('abort', onAbort, { once: true })
-    pending.set(started, { resolve, reject, done, signal })
+    pending.set(started, { resolve, reject, done, signal, view })
   })
 }
 
@@ -219,7 +225,7 @@ export function waitAsync(
   const ms = validateTimeout(timeout)
   const asyncOptions = validateAsyncOptions(options)
   if (asyncOptions.signal?.aborted) return Promise.reject(abortError(asyncOptions.signal))
-  return track(waitWordAsync(view, index, expected, ms, receiver()), asyncOptions) as Promise<WaitResult>
+  return track(waitWordAsync(view, index, expected, ms, receiver()), view, asyncOptions) as Promise<WaitResult>
 }
 
 /**
@@ -309,7 +315,7 @@ export class SharedMutex {
     const asyncOptions = validateAsyncOptions(options)
     if (asyncOptions.signal?.aborted) return Promise.reject(abortError(asyncOptions.signal))
     const started = lockMutexAsync(this.#view, this.#byteOffset, ms, receiver())
-    return track(started, asyncOptions) as Promise<LockResult>
+    return track(started, this.#view, asyncOptions) as Promise<LockResult>
   }
 
   /** Locks if free (or if its owner died); never waits: `'busy'` otherwise. */

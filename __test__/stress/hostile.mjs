@@ -9,21 +9,16 @@
 // SIGSEGV), an error comes without a code (or with code UNKNOWN), a thread
 // hangs past the time limit, or anything of ours is left in /dev/shm.
 
-import { spawn } from 'node:child_process'
-import { readdirSync, truncateSync } from 'node:fs'
-import { createRequire } from 'node:module'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { truncateSync } from 'node:fs'
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads'
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
-const require = createRequire(import.meta.url)
-const { SharedMemory, wait, waitAsync, notify, SharedMutex } = require(process.env.NAMED_SHM_ROOT ?? ROOT)
+import { Children, gather, library, random, removeSegments, verdict } from './children.mjs'
+
+const { SharedMemory, wait, waitAsync, notify, SharedMutex } = library
 
 const SIZE = 3 * 4096
 const NAMES = 6
 const namesOf = (prefix) => Array.from({ length: NAMES }, (_, i) => `${prefix}${i}`)
-const random = (n) => Math.floor(Math.random() * n)
 
 // ---- parent ---------------------------------------------------------------
 
@@ -35,64 +30,23 @@ async function main() {
   const started = Date.now()
   const deadline = started + seconds * 1000
   const failures = []
-  const children = []
-  const run = (role, args) =>
-    new Promise((resolve) => {
-      const child = spawn(process.execPath, [fileURLToPath(import.meta.url), role, prefix, String(deadline), ...args], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      })
-      children.push(child)
-      let stdout = ''
-      let stderr = ''
-      child.stdout.on('data', (chunk) => (stdout += chunk))
-      child.stderr.on('data', (chunk) => (stderr += chunk))
-      child.on('close', (code, signal) => resolve({ role, args, code, signal, stdout, stderr }))
-    })
+  const children = new Children(import.meta.url)
   // Everything ends by the deadline; a process still running 60 s later hangs.
-  const timer = setTimeout(() => {
-    failures.push('a process still ran 60 s after the deadline (a hang); killing the children')
-    for (const child of children) child.kill('SIGKILL')
-  }, seconds * 1000 + 60_000)
+  children.limit(seconds * 1000 + 60_000, failures, 'a process still ran 60 s after the deadline (a hang); killing the children')
 
   const results = await Promise.all([
-    run('chaos', []),
-    ...Array.from({ length: processes }, (_, id) => run('worker', [String(id), String(threads)])),
+    children.run('chaos', ['chaos', prefix, String(deadline)]),
+    ...Array.from({ length: processes }, (_, id) =>
+      children.run(`worker ${id}`, ['worker', prefix, String(deadline), String(id), String(threads)]),
+    ),
   ])
-  clearTimeout(timer)
-
-  const totals = {}
-  for (const result of results) {
-    const who = `${result.role} ${result.args[0] ?? ''}`.trim()
-    if (result.signal !== null || result.code !== 0) {
-      failures.push(`${who} exited with ${result.signal ?? `code ${result.code}`}: ${result.stderr.trim().slice(0, 2000)}`)
-    }
-    const last = result.stdout.trim().split('\n').pop()
-    if (!last) continue
-    const report = JSON.parse(last)
-    for (const failure of report.failures ?? []) failures.push(`${who}: ${failure}`)
-    for (const [key, value] of Object.entries(report.counts ?? {})) totals[key] = (totals[key] ?? 0) + value
-  }
-
-  for (const name of namesOf(prefix)) {
-    try {
-      SharedMemory.delete(name)
-    } catch (error) {
-      if (error.code !== 'ENOENT') failures.push(`deleting ${name}: ${error.message}`)
-    }
-  }
-  const left = readdirSync('/dev/shm').filter((entry) => entry.startsWith(prefix) || entry.startsWith('.named-shm-'))
-  if (left.length > 0) failures.push(`left in /dev/shm: ${left.join(', ')}`)
+  children.settled()
+  const totals = gather(results, failures)
+  removeSegments(namesOf(prefix), prefix, failures)
 
   const took = ((Date.now() - started) / 1000).toFixed(1)
   console.log(`hostile: ${processes} processes × ${threads} threads + 1 truncating/deleting process in ${took} s`)
-  console.log(`hostile: ${JSON.stringify(totals)}`)
-  if (failures.length > 0) {
-    console.error(`hostile: FAILED (${failures.length})`)
-    for (const failure of failures) console.error(`  - ${failure}`)
-    process.exitCode = 1
-  } else {
-    console.log('hostile: ok — no process died, every error had a code, nothing left')
-  }
+  verdict('hostile', totals, failures, 'no process died, every error had a code, nothing left')
 }
 
 // ---- worker process: threads that use the segments ------------------------
@@ -103,7 +57,7 @@ async function workerProcess(prefix, deadline, id, threads) {
       { length: threads },
       (_, thread) =>
         new Promise((resolve) => {
-          const worker = new Worker(fileURLToPath(import.meta.url), { workerData: { prefix, deadline, id, thread } })
+          const worker = new Worker(new URL(import.meta.url), { workerData: { prefix, deadline, id, thread } })
           let report = { counts: {}, failures: [`thread ${thread} sent no report`] }
           worker.on('message', (message) => (report = message))
           worker.on('error', (error) => (report = { counts: {}, failures: [`thread ${thread} threw ${error.code}: ${error.message}`] }))

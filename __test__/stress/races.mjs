@@ -17,15 +17,9 @@
 // creating, so the ticket it finds must be 0 or newer: an older ticket would
 // be data from a previous segment.
 
-import { spawn } from 'node:child_process'
-import { readdirSync } from 'node:fs'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { createRequire } from 'node:module'
+import { Children, gather, library, random, removeSegments, verdict } from './children.mjs'
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
-const require = createRequire(import.meta.url)
-const { SharedMemory } = require(process.env.NAMED_SHM_ROOT ?? ROOT)
+const { SharedMemory } = library
 
 const SIZES = [777, 3 * 4096 + 5, 65536 + 7, 1 << 20]
 const HEADER = 16 // bytes: Int32 ticket, then padding
@@ -34,7 +28,6 @@ const TIME_LIMIT_MS = 5 * 60 * 1000
 const namesOf = (prefix) => SIZES.map((_, i) => `${prefix}${i}`)
 const clockOf = (prefix) => `${prefix}clock`
 const pattern = (ticket, position) => ((ticket * 31 + position * 7) % 255) + 1
-const random = (n) => Math.floor(Math.random() * n)
 
 // ---- parent ---------------------------------------------------------------
 
@@ -46,67 +39,25 @@ async function main() {
   const clockShm = SharedMemory.open(clockOf(prefix), 4096, { create: true, exclusive: true })
   const clock = new Int32Array(clockShm.attach().buffer, 0, 2)
   const failures = []
-  const children = []
+  const children = new Children(import.meta.url)
+  children.limit(TIME_LIMIT_MS, failures, `time limit of ${TIME_LIMIT_MS / 1000} s exceeded; killing the children`)
 
-  const run = (role, args) =>
-    new Promise((resolve) => {
-      const child = spawn(process.execPath, [fileURLToPath(import.meta.url), role, prefix, ...args], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      })
-      children.push(child)
-      let stdout = ''
-      let stderr = ''
-      child.stdout.on('data', (chunk) => (stdout += chunk))
-      child.stderr.on('data', (chunk) => (stderr += chunk))
-      child.on('close', (code, signal) => resolve({ role, args, code, signal, stdout, stderr }))
-    })
-
-  const timer = setTimeout(() => {
-    failures.push(`time limit of ${TIME_LIMIT_MS / 1000} s exceeded; killing the children`)
-    for (const child of children) child.kill('SIGKILL')
-  }, TIME_LIMIT_MS)
-
-  const deleter = run('deleter', [])
-  const results = await Promise.all(Array.from({ length: workers }, (_, id) => run('worker', [String(id), String(rounds)])))
+  const deleter = children.run('deleter', ['deleter', prefix])
+  const results = await Promise.all(
+    Array.from({ length: workers }, (_, id) => children.run(`worker ${id}`, ['worker', prefix, String(id), String(rounds)])),
+  )
   Atomics.store(clock, 1, 1) // tell the deleter to stop
   results.push(await deleter)
-  clearTimeout(timer)
-
-  const totals = {}
-  for (const result of results) {
-    const who = `${result.role} ${result.args[0] ?? ''}`.trim()
-    if (result.signal !== null || result.code !== 0) {
-      failures.push(`${who} exited with ${result.signal ?? `code ${result.code}`}: ${result.stderr.trim()}`)
-    }
-    const last = result.stdout.trim().split('\n').pop()
-    if (!last) continue
-    const report = JSON.parse(last)
-    for (const failure of report.failures ?? []) failures.push(`${who}: ${failure}`)
-    for (const [key, value] of Object.entries(report.counts ?? {})) totals[key] = (totals[key] ?? 0) + value
-  }
+  children.settled()
+  const totals = gather(results, failures)
 
   // The workers leave their segments; remove them, then nothing may remain.
   clockShm.close()
-  for (const name of [...namesOf(prefix), clockOf(prefix)]) {
-    try {
-      SharedMemory.delete(name)
-    } catch (error) {
-      if (error.code !== 'ENOENT') failures.push(`deleting ${name}: ${error.message}`)
-    }
-  }
-  const left = readdirSync('/dev/shm').filter((entry) => entry.startsWith(prefix) || entry.startsWith('.named-shm-'))
-  if (left.length > 0) failures.push(`left in /dev/shm: ${left.join(', ')}`)
+  removeSegments([...namesOf(prefix), clockOf(prefix)], prefix, failures)
 
   const seconds = ((Date.now() - started) / 1000).toFixed(1)
   console.log(`races: ${workers} workers × ${rounds} rounds + 1 deleter in ${seconds} s`)
-  console.log(`races: ${JSON.stringify(totals)}`)
-  if (failures.length > 0) {
-    console.error(`races: FAILED (${failures.length})`)
-    for (const failure of failures) console.error(`  - ${failure}`)
-    process.exitCode = 1
-  } else {
-    console.log('races: ok — no process died, every opener saw the full size, new segments were zero-filled, nothing left')
-  }
+  verdict('races', totals, failures, 'no process died, every opener saw the full size, new segments were zero-filled, nothing left')
 }
 
 // ---- worker ---------------------------------------------------------------

@@ -13,14 +13,12 @@
 //   node benchmark/cases/bulk.mjs --producer <variant> <chunk> <chunks>
 
 import { fork, spawn } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import net from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 import { ROOT, bytes, compileC, runJson, runNode, summarize, uniqueName } from '../lib/measure.mjs'
+import { endForkedPeer, next, timeTrips, withSocketPeer } from '../lib/round-trips.mjs'
 
 const require = createRequire(import.meta.url)
 const self = fileURLToPath(import.meta.url)
@@ -120,31 +118,18 @@ function socketConsumer(path, chunk) {
 }
 
 async function socketProducer(chunk, chunks) {
-  const dir = mkdtempSync(join(tmpdir(), 'named-shm-bench-'))
-  const path = join(dir, 'socket')
-  try {
-    const server = net.createServer()
-    await new Promise((resolve) => server.listen(path, resolve))
-    const accepted = new Promise((resolve) => server.once('connection', resolve))
-    const consumer = spawn(process.execPath, [self, '--consumer', 'socket', path, String(chunk)], { stdio: 'inherit' })
-    const socket = await accepted
-    const own = Buffer.alloc(chunk)
-    const times = []
-    for (let i = 0; i < chunks + WARMUP; i += 1) {
-      const start = now()
-      own.fill(i)
-      const done = new Promise((resolve) => socket.once('data', resolve))
-      socket.write(own)
-      await done
-      if (i >= WARMUP) times.push(Number(now() - start))
-    }
-    socket.end()
-    await new Promise((resolve) => consumer.on('exit', resolve))
-    server.close()
-    return summarize(times)
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
-  }
+  const own = Buffer.alloc(chunk)
+  const times = await withSocketPeer(
+    (path) => spawn(process.execPath, [self, '--consumer', 'socket', path, String(chunk)], { stdio: 'inherit' }),
+    (socket) =>
+      timeTrips(chunks, WARMUP, (i) => {
+        own.fill(i)
+        const done = next(socket, 'data')
+        socket.write(own)
+        return done
+      }),
+  )
+  return summarize(times)
 }
 
 // ---- process.send, advanced serialization ----
@@ -159,17 +144,13 @@ function ipcConsumer() {
 async function ipcProducer(chunk, chunks) {
   const consumer = fork(self, ['--consumer', 'ipc'], { serialization: 'advanced' })
   const own = Buffer.alloc(chunk)
-  const times = []
-  for (let i = 0; i < chunks + WARMUP; i += 1) {
-    const start = now()
+  const times = await timeTrips(chunks, WARMUP, (i) => {
     own.fill(i)
-    const done = new Promise((resolve) => consumer.once('message', resolve))
+    const done = next(consumer, 'message')
     consumer.send(own)
-    await done
-    if (i >= WARMUP) times.push(Number(now() - start))
-  }
-  consumer.send('done')
-  await new Promise((resolve) => consumer.on('exit', resolve))
+    return done
+  })
+  await endForkedPeer(consumer)
   return summarize(times)
 }
 

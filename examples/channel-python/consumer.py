@@ -4,7 +4,13 @@
 
 Opens the channel's segment in /dev/shm, claims the receiver slot, prints
 each message it receives (as text) and stops at `count` messages or when the
-stream ends. Linux; polling, with a futex wake for senders that sleep.
+stream ends. While the ring is empty it sleeps on the channel's futex word,
+counted in `receiver_sleepers` as a Node receiver is, so the sender wakes it
+and an idle receiver costs no CPU.
+
+Linux only (/dev/shm and the futex system call), x86-64 and arm64. The full
+fences the layout asks for come from libatomic (GCC's runtime: `libatomic1`
+on Debian and Ubuntu, `libatomic` on Alpine and Fedora).
 """
 
 import ctypes
@@ -13,15 +19,33 @@ import os
 import struct
 import sys
 import threading
-import time
 
 MAGIC, VERSION, HEADER = 0x4843534E, 1, 512
-HEAD, DATA_SEQ, TAIL, SPACE_SEQ, SENDER_SLEEPERS, RECEIVER, SENDERS = 64, 72, 128, 136, 140, 144, 256
+FLAGS, HEAD, DATA_SEQ, RECEIVER_SLEEPERS = 20, 64, 72, 76
+TAIL, SPACE_SEQ, SENDER_SLEEPERS, RECEIVER, SENDERS = 128, 136, 140, 144, 256
 KIND_MESSAGE, KIND_WRAP, CLOSED = 1, 2, 2**64 - 1
 FLAG_SENDER_SEEN = 1
 
 libc = ctypes.CDLL(None, use_errno=True)
-SYS_futex, FUTEX_WAKE = 202 if os.uname().machine == "x86_64" else 98, 1
+SYS_FUTEX = {"x86_64": 202, "aarch64": 98}.get(os.uname().machine)
+if sys.platform != "linux" or SYS_FUTEX is None:
+    raise OSError("consumer.py runs on Linux x86-64 and arm64 (it sleeps with the futex system call)")
+FUTEX_WAIT, FUTEX_WAKE, EVERYONE = 0, 1, 2**31 - 1
+try:
+    # C11's atomic_thread_fence: what Rust's fence() compiles to.
+    fence = ctypes.CDLL("libatomic.so.1").atomic_thread_fence
+except OSError as error:
+    raise OSError("consumer.py needs libatomic.so.1 (apt install libatomic1, or apk add libatomic)") from error
+ACQUIRE, RELEASE, SEQ_CST = 2, 3, 5  # memory_order values
+
+
+class Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+# The longest sleep: a sender that died between publishing and waking costs
+# a second, not forever.
+SLEEP_AT_MOST = Timespec(1, 0)
 
 
 class ChannelReceiver:
@@ -39,33 +63,60 @@ class ChannelReceiver:
         self.words[RECEIVER // 8] = threading.get_native_id()
         self.base = ctypes.addressof(ctypes.c_char.from_buffer(self.mm))
 
+    def futex(self, offset, op, value, timeout=None):
+        word = ctypes.c_void_p(self.base + offset)
+        libc.syscall(SYS_FUTEX, word, op, ctypes.c_uint32(value), timeout, None, 0)
+
+    def wake_senders(self):
+        """Step 4 of receiving: wake the senders that sleep for space, if any."""
+        fence(SEQ_CST)  # between the store of tail (or the stamp) and this load
+        if self.ints[SENDER_SLEEPERS // 4]:
+            self.ints[SPACE_SEQ // 4] = (self.ints[SPACE_SEQ // 4] + 1) & 0xFFFFFFFF
+            self.futex(SPACE_SEQ, FUTEX_WAKE, EVERYONE)
+
+    def sleep(self, tail):
+        """Sleeps on data_seq while nothing comes after `tail` (at most a second)."""
+        self.ints[RECEIVER_SLEEPERS // 4] += 1  # only the receiver writes it
+        fence(SEQ_CST)  # a sender that stores head after this sees us counted
+        seq = self.ints[DATA_SEQ // 4]
+        if self.words[HEAD // 8] == tail:
+            self.futex(DATA_SEQ, FUTEX_WAIT, seq, ctypes.byref(SLEEP_AT_MOST))
+        self.ints[RECEIVER_SLEEPERS // 4] -= 1
+
+    def ended(self, tail):
+        """Every sender that came has left, and the ring is drained."""
+        if not self.ints[FLAGS // 4] & FLAG_SENDER_SEEN:
+            return False
+        return not any(self.words[SENDERS // 8 + i] for i in range(32)) and self.words[HEAD // 8] == tail
+
     def receive(self):
-        """The next message as bytes, None at the end of the stream (polls while empty)."""
+        """The next message as bytes, None at the end of the stream (sleeps while empty)."""
         while True:
             tail, head = self.words[TAIL // 8], self.words[HEAD // 8]
             if tail != head:
                 break
-            if self.ints[20 // 4] & FLAG_SENDER_SEEN and not any(self.words[SENDERS // 8 + i] for i in range(32)):
-                if self.words[HEAD // 8] == tail:
-                    return None
-            time.sleep(0.0005)
+            if self.ended(tail):
+                return None
+            self.sleep(tail)
+        fence(ACQUIRE)  # the record after head; a no-op on x86-64, needed on arm64
         at = tail % self.capacity
         length, kind = struct.unpack_from("<2I", self.mm, HEADER + at)
         if kind == KIND_WRAP:
             tail += self.capacity - at
             at = 0
             length, kind = struct.unpack_from("<2I", self.mm, HEADER)
-        if kind != KIND_MESSAGE or length > self.max_message or 8 + length > self.capacity - at:
+        following = tail + 8 + (length + 7) // 8 * 8
+        if kind != KIND_MESSAGE or length > self.max_message or 8 + length > self.capacity - at or following > head:
             raise ValueError("corrupt record")
         payload = bytes(self.mm[HEADER + at + 8 : HEADER + at + 8 + length])
-        self.words[TAIL // 8] = tail + 8 + (length + 7) // 8 * 8
-        if self.ints[SENDER_SLEEPERS // 4]:
-            self.ints[SPACE_SEQ // 4] = (self.ints[SPACE_SEQ // 4] + 1) & 0xFFFFFFFF
-            libc.syscall(SYS_futex, ctypes.c_void_p(self.base + SPACE_SEQ), FUTEX_WAKE, 2**31 - 1, None, None, 0)
+        fence(RELEASE)  # the payload is read before senders may reuse its bytes
+        self.words[TAIL // 8] = following
+        self.wake_senders()
         return payload
 
     def close(self):
         self.words[RECEIVER // 8] = CLOSED
+        self.wake_senders()  # a sender asleep for space sees the channel closed
         del self.words, self.ints
         self.mm.close()
 

@@ -39,7 +39,6 @@ const SCRIPT: &str = r#"(() => {
     sharedByteLength: shared && own(shared.prototype, 'byteLength'),
     uint8Array: Uint8Array,
     structuredClone: typeof structuredClone === 'function' ? structuredClone : undefined,
-    javaScriptCore: typeof Bun !== 'undefined',
   }
 })()"#;
 
@@ -50,8 +49,6 @@ pub struct Builtins {
   shared_byte_length: sys::napi_ref,
   uint8_array: sys::napi_ref,
   structured_clone: sys::napi_ref,
-  /// Bun: JavaScriptCore's WebAssembly memories carry no in-heap views.
-  javascript_core: bool,
 }
 
 /// Takes the built-ins of this env as the module loads.
@@ -85,7 +82,6 @@ fn capture(env: &Env) -> Builtins {
     shared_byte_length: ptr::null_mut(),
     uint8_array: ptr::null_mut(),
     structured_clone: ptr::null_mut(),
-    javascript_core: false,
   };
   let mut source = ptr::null_mut();
   let mut found = ptr::null_mut();
@@ -125,17 +121,6 @@ fn capture(env: &Env) -> Builtins {
   builtins.shared_byte_length = keep(c"sharedByteLength");
   builtins.uint8_array = keep(c"uint8Array");
   builtins.structured_clone = keep(c"structuredClone");
-  let mut flag = ptr::null_mut();
-  let mut bun = false;
-  // SAFETY: as above.
-  unsafe {
-    if sys::napi_get_named_property(raw, found, c"javaScriptCore".as_ptr(), &mut flag)
-      == sys::Status::napi_ok
-    {
-      sys::napi_get_value_bool(raw, flag, &mut bun);
-    }
-  }
-  builtins.javascript_core = bun;
   clear_pending_exception(env);
   builtins
 }
@@ -176,20 +161,20 @@ pub fn memory(env: &Env) -> Option<MemoryBuiltins> {
   })
 }
 
-/// Whether a shared WebAssembly memory can carry an in-heap view here: V8
-/// (not JavaScriptCore), with every built-in that doing it soundly takes.
+/// Whether this env has every built-in that an in-heap view over a shared
+/// WebAssembly memory takes (whether the engine's memories can carry a
+/// segment at all is in_heap.rs's question).
 pub fn shared_memory_possible(env: &Env) -> bool {
   of(env).is_some_and(|builtins| {
-    !builtins.javascript_core
-      && [
-        builtins.memory,
-        builtins.memory_buffer,
-        builtins.shared_byte_length,
-        builtins.uint8_array,
-        builtins.structured_clone,
-      ]
-      .iter()
-      .all(|reference| !reference.is_null())
+    [
+      builtins.memory,
+      builtins.memory_buffer,
+      builtins.shared_byte_length,
+      builtins.uint8_array,
+      builtins.structured_clone,
+    ]
+    .iter()
+    .all(|reference| !reference.is_null())
   })
 }
 

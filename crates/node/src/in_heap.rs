@@ -53,7 +53,9 @@ pub enum ZeroCopy {
   InHeap,
   /// No zero-copy view: `attach()` throws `ERR_SHM_EXTERNAL_BUFFERS`, and
   /// `read`, `readInto` and `write` copy (Electron on Windows, or without
-  /// WebAssembly, as under `--jitless`).
+  /// WebAssembly, as under `--jitless`, or where external buffers are
+  /// refused and WebAssembly memories cannot carry a segment: Bun with
+  /// `NAMED_SHM_FORCE_IN_HEAP=1`).
   Copy,
 }
 
@@ -62,7 +64,7 @@ pub enum ZeroCopy {
 pub fn zero_copy(env: Env) -> ZeroCopy {
   if external_buffers_allowed(&env) {
     ZeroCopy::External
-  } else if cfg!(unix) && builtins::memory(&env).is_some() {
+  } else if memories_carry_segments(&env) {
     ZeroCopy::InHeap
   } else {
     ZeroCopy::Copy
@@ -122,13 +124,51 @@ pub fn external_buffers_allowed(env: &Env) -> bool {
   }
 }
 
-/// Why `attach()` cannot give a view here, for `ERR_SHM_EXTERNAL_BUFFERS`
-/// and `ERR_SHM_IN_HEAP_UNSUPPORTED`.
-fn why_no_in_heap() -> &'static str {
+/// Whether this runtime's WebAssembly memories can carry a segment: asked
+/// once per process, by making a one-page memory and checking it as
+/// [`new_memory`] checks every one. V8's can; JavaScriptCore's (Bun) are not
+/// 64 KiB-aligned pages of their own, so there no in-heap view is possible.
+/// False without WebAssembly (not remembered: that is this env's globals).
+#[cfg(unix)]
+fn memories_carry_segments(env: &Env) -> bool {
+  const UNKNOWN: u8 = 0;
+  const YES: u8 = 1;
+  const NO: u8 = 2;
+  static ANSWER: AtomicU8 = AtomicU8::new(UNKNOWN);
+  let Some(builtins) = builtins::memory(env) else {
+    return false;
+  };
+  match ANSWER.load(Ordering::Relaxed) {
+    YES => true,
+    NO => false,
+    _ => match construct(env, &builtins, 1, false) {
+      Some(memory) => {
+        let genuine = private_buffer(env, &builtins, memory, 1).is_some();
+        ANSWER.store(if genuine { YES } else { NO }, Ordering::Relaxed);
+        genuine
+      }
+      // No address space for even one page just now: remember nothing, and
+      // let attach() report the ENOMEM it meets.
+      None => true,
+    },
+  }
+}
+
+/// Windows cannot map a segment inside memory V8 allocated.
+#[cfg(not(unix))]
+fn memories_carry_segments(_env: &Env) -> bool {
+  false
+}
+
+/// Why `attach()` cannot give an in-heap view here, for
+/// `ERR_SHM_EXTERNAL_BUFFERS` and `ERR_SHM_IN_HEAP_UNSUPPORTED`.
+fn why_no_in_heap(env: &Env) -> &'static str {
   if cfg!(windows) {
     "Windows cannot map a segment inside memory V8 allocated"
-  } else {
+  } else if builtins::memory(env).is_none() {
     "in-heap views need WebAssembly, which this runtime lacks (--jitless?)"
+  } else {
+    "this runtime's WebAssembly memories are not whole 64 KiB pages of their own (JavaScriptCore, in Bun)"
   }
 }
 
@@ -140,7 +180,7 @@ pub fn no_view(env: &Env) -> napi::Error {
     EXTERNAL_BUFFERS,
     &format!(
       "This runtime forbids external buffers (Electron >= 21) and {}, so attach() cannot share memory here; use read(), readInto() and write() instead",
-      why_no_in_heap()
+      why_no_in_heap(env)
     ),
   )
 }
@@ -151,7 +191,7 @@ pub fn unsupported(env: &Env) -> napi::Error {
     env,
     Kind::Error,
     IN_HEAP_UNSUPPORTED,
-    &format!("In-heap views are unavailable: {}", why_no_in_heap()),
+    &format!("In-heap views are unavailable: {}", why_no_in_heap(env)),
   )
 }
 
@@ -227,6 +267,7 @@ pub fn view_kind(env: &Env, size: u64, asked: bool) -> ZeroCopy {
     && !shared_buffers::available()
     && !SHARED_REFUSED.load(Ordering::Relaxed)
     && builtins::shared_memory_possible(env)
+    && memories_carry_segments(env)
   {
     return ZeroCopy::InHeap;
   }
@@ -246,10 +287,14 @@ static SHARED_REFUSED: AtomicBool = AtomicBool::new(false);
 /// replace its buffer.
 ///
 /// # Errors
-/// `ERR_SHM_IN_HEAP_UNSUPPORTED` without WebAssembly; `ERR_OUT_OF_RANGE`
-/// beyond 4 GiB; `ENOMEM` when V8 cannot reserve the memory.
+/// `ERR_SHM_IN_HEAP_UNSUPPORTED` without WebAssembly, or where its memories
+/// cannot carry a segment; `ERR_OUT_OF_RANGE` beyond 4 GiB; `ENOMEM` when
+/// V8 cannot reserve the memory.
 #[cfg(unix)]
 pub fn new_memory(env: &Env, len: usize) -> napi::Result<HeapMemory> {
+  if !memories_carry_segments(env) {
+    return Err(unsupported(env));
+  }
   let builtins = builtins::memory(env).ok_or_else(|| unsupported(env))?;
   let pages = len.div_ceil(WASM_PAGE);
   if pages > MAX_PAGES {
@@ -385,10 +430,11 @@ fn shared_memory(
   })
 }
 
-/// A private memory's buffer, for contexts without shared memory. What makes
-/// the overlay sound: as for a shared one, except that the buffer itself
-/// must live for the memory to (the finalizer can then only forget the
-/// overlay) and is proven a WebAssembly memory's by refusing to be detached.
+/// A private memory's buffer, for contexts without shared memory and
+/// segments below [`SHARED_IN_HEAP_FROM`].
+///
+/// # Errors
+/// `ERR_SHM_IN_HEAP_UNSUPPORTED` when the buffer fails [`private_buffer`]'s checks.
 #[cfg(unix)]
 fn private_memory(
   env: &Env,
@@ -396,10 +442,32 @@ fn private_memory(
   memory: sys::napi_value,
   pages: usize,
 ) -> napi::Result<HeapMemory> {
+  let (buffer, data, capacity) =
+    private_buffer(env, builtins, memory, pages).ok_or_else(|| not_genuine(env))?;
+  Ok(HeapMemory {
+    buffer,
+    data,
+    capacity,
+    hold: None,
+  })
+}
+
+/// A private memory's buffer, its first byte and its length, if it is what
+/// makes the overlay sound: as for a shared one, except that the buffer
+/// itself must live for the memory to (the finalizer can then only forget
+/// the overlay), and it is proven a WebAssembly memory's by refusing to be
+/// detached. All of it is checked, in case the engine's memories are not
+/// like V8's (JavaScriptCore's, in Bun, are not).
+#[cfg(unix)]
+fn private_buffer(
+  env: &Env,
+  builtins: &MemoryBuiltins,
+  memory: sys::napi_value,
+  pages: usize,
+) -> Option<(sys::napi_value, *mut u8, usize)> {
   let raw = env.raw();
   let capacity = pages * WASM_PAGE;
-  let buffer = builtins::call(env, builtins.buffer_getter, Some(memory), &[])
-    .ok_or_else(|| not_genuine(env))?;
+  let buffer = builtins::call(env, builtins.buffer_getter, Some(memory), &[])?;
   let mut data = ptr::null_mut();
   let mut length = 0;
   // SAFETY: valid out-pointers; a non-ArrayBuffer gives an error status.
@@ -411,13 +479,6 @@ fn private_memory(
     // non-detachable buffers before detaching anything.
     && unsafe { sys::napi_detach_arraybuffer(raw, buffer) }
       == sys::Status::napi_detachable_arraybuffer_expected;
-  if !genuine {
-    return Err(not_genuine(env));
-  }
-  Ok(HeapMemory {
-    buffer,
-    data: data.cast(),
-    capacity,
-    hold: None,
-  })
+  clear_pending_exception(env);
+  genuine.then_some((buffer, data.cast(), capacity))
 }
