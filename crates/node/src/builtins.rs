@@ -145,14 +145,21 @@ fn referenced(env: &Env, reference: sys::napi_ref) -> Option<sys::napi_value> {
   (status == sys::Status::napi_ok && !value.is_null()).then_some(value)
 }
 
+/// Whether this env has `WebAssembly.Memory`.
+pub fn has_webassembly(env: &Env) -> bool {
+  of(env).is_some_and(|builtins| !builtins.memory.is_null())
+}
+
 /// What in-heap views need, found at load: the memory constructor and the
 /// getter of its buffer.
+#[cfg(unix)]
 pub struct MemoryBuiltins {
   pub constructor: sys::napi_value,
   pub buffer_getter: sys::napi_value,
 }
 
 /// `WebAssembly.Memory` and its `buffer` getter, where this runtime has them.
+#[cfg(unix)]
 pub fn memory(env: &Env) -> Option<MemoryBuiltins> {
   let builtins = of(env)?;
   Some(MemoryBuiltins {
@@ -164,6 +171,7 @@ pub fn memory(env: &Env) -> Option<MemoryBuiltins> {
 /// Whether this env has every built-in that an in-heap view over a shared
 /// WebAssembly memory takes (whether the engine's memories can carry a
 /// segment at all is in_heap.rs's question).
+#[cfg(unix)]
 pub fn shared_memory_possible(env: &Env) -> bool {
   of(env).is_some_and(|builtins| {
     [
@@ -214,6 +222,7 @@ pub fn call(
 }
 
 /// `structuredClone(value)` with the function found at load.
+#[cfg(unix)]
 pub fn structured_clone(env: &Env, value: sys::napi_value) -> Option<sys::napi_value> {
   let clone = referenced(env, of(env)?.structured_clone)?;
   call(env, clone, None, &[value])

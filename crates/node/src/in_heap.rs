@@ -165,7 +165,7 @@ fn memories_carry_segments(_env: &Env) -> bool {
 fn why_no_in_heap(env: &Env) -> &'static str {
   if cfg!(windows) {
     "Windows cannot map a segment inside memory V8 allocated"
-  } else if builtins::memory(env).is_none() {
+  } else if !builtins::has_webassembly(env) {
     "in-heap views need WebAssembly, which this runtime lacks (--jitless?)"
   } else {
     "this runtime's WebAssembly memories are not whole 64 KiB pages of their own (JavaScriptCore, in Bun)"

@@ -51,6 +51,7 @@ fn create_function() -> Option<Create> {
 }
 
 /// Whether this runtime makes external `SharedArrayBuffer`s.
+#[cfg(unix)]
 pub fn available() -> bool {
   create_function().is_some()
 }
