@@ -224,7 +224,10 @@ export declare function zeroCopy(): ZeroCopy
 
 /** What `attach()` gives in this runtime (`SharedMemory.zeroCopy`). */
 export declare const enum ZeroCopy {
-  /** A buffer over the process's own mapping of the segment (Node, Bun, Deno). */
+  /**
+   * A buffer over the process's own mapping of the segment (Node, Bun,
+   * Deno); on Node 20, segments of 64 MiB or more get in-heap views.
+   */
   External = 'external',
   /**
    * The segment mapped over a WebAssembly memory V8 allocated (Electron on

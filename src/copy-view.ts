@@ -29,8 +29,14 @@ export const COPY_VIEW_MAX = 32 * 1024 * 1024
  */
 const attachedMark = Symbol.for('named-shm.attached')
 
-/** Notes a buffer that attach() made: copies from or into it go through the addon. */
+/**
+ * Notes a buffer that attach() made: copies from or into it go through the
+ * addon. A SharedArrayBuffer needs no mark (`isPrivate` refuses them all),
+ * and a WebAssembly memory's (an in-heap view) cannot take one: it is not
+ * extensible.
+ */
 export function noteAttached(buffer: ArrayBufferLike): void {
+  if (typeof SharedArrayBuffer === 'function' && buffer instanceof SharedArrayBuffer) return
   ;(buffer as unknown as Record<symbol, boolean>)[attachedMark] = true
 }
 
