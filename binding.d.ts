@@ -17,7 +17,7 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 export declare function cancelWait(id: number): void
 
 /** The channel calls, as an object of plain functions. */
-export declare function channelCalls(): { attach(view: Uint8Array): object; capacity(channel: object): number; maxMessage(channel: object): number; send(channel: object, data: Uint8Array, timeoutMs: number, spin: boolean, check: boolean): number; receive(channel: object, timeoutMs: number, spin: boolean, check: boolean): number; beginWait(channel: object, side: number, length: number): number | undefined; endWait(channel: object, side: number): void; close(channel: object): void }
+export declare function channelCalls(): { attach(view: Uint8Array): object; capacity(channel: object): number; maxMessage(channel: object): number; send(channel: object, data: Uint8Array, timeoutMs: number, spin: boolean, check: boolean): number; receive(channel: object, timeoutMs: number, spin: boolean, check: boolean): number; unlockSend(channel: object): void; wakeReceiver(channel: object): void; wakeSenders(channel: object): void; beginWait(channel: object, side: number, length: number): number | undefined; endWait(channel: object, side: number): void; close(channel: object): void }
 
 /**
  * The first bytes of a new channel's header, for `open`'s `init` to write
@@ -29,7 +29,10 @@ export declare function channelHeader(capacity: number, maxMessage: number): Buf
 /** The numbers of the channel layout (docs/channel-layout.md). */
 export declare function channelLayout(): ChannelLayout
 
-/** The channel layout's fixed numbers, for the facade. */
+/**
+ * The channel layout's fixed numbers, for the facade. Int32 indexes of a
+ * 64-bit field name its low half (every platform is little-endian).
+ */
 export interface ChannelLayout {
   /** Bytes of the header: the data area starts here. */
   headerBytes: number
@@ -37,13 +40,36 @@ export interface ChannelLayout {
   dataSeqIndex: number
   /** The Int32 index of `space_seq`, the word a waiting sender sleeps on. */
   spaceSeqIndex: number
+  /** The Int32 index of `head`'s low half (bytes ever published). */
+  headIndex: number
+  /** The Int32 index of `tail`'s low half (bytes ever consumed). */
+  tailIndex: number
+  /** The Int32 index of `receiver_sleepers`. */
+  receiverSleepersIndex: number
+  /** The Int32 index of `sender_sleepers`. */
+  senderSleepersIndex: number
+  /** The Int32 index of `closed` (1 once the receiver closed the channel). */
+  closedIndex: number
+  /** The BigInt64 index of `send_lock`, the senders' `SharedMutex`. */
+  sendLockIndex: number
   /** Bytes of a record header (the payload follows it). */
   recordHeader: number
+  /** A record's kind: a message. */
+  kindMessage: number
+  /** A record's kind: go on at the start of the data area. */
+  kindWrap: number
   /** The largest data area. */
   maxCapacity: number
   /** The smallest data area. */
   minCapacity: number
 }
+
+/**
+ * The word the calling thread stores in `send_lock` when it takes the lock
+ * by compare-and-swap from 0 (its `SharedMutex` owner: thread id and
+ * stamp), as a signed 64-bit BigInt for a `BigInt64Array`.
+ */
+export declare function channelLockWord(): bigint
 
 /** The largest `maxMessage` a data area of `capacity` bytes can carry. */
 export declare function channelMaxMessage(capacity: number): number
@@ -198,7 +224,10 @@ export declare function zeroCopy(): ZeroCopy
 
 /** What `attach()` gives in this runtime (`SharedMemory.zeroCopy`). */
 export declare const enum ZeroCopy {
-  /** A buffer over the process's own mapping of the segment (Node, Bun, Deno). */
+  /**
+   * A buffer over the process's own mapping of the segment (Node, Bun,
+   * Deno); on Node 20, segments of 64 MiB or more get in-heap views.
+   */
   External = 'external',
   /**
    * The segment mapped over a WebAssembly memory V8 allocated (Electron on

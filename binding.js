@@ -839,6 +839,7 @@ module.exports.cancelWait = nativeBinding.cancelWait
 module.exports.channelCalls = nativeBinding.channelCalls
 module.exports.channelHeader = nativeBinding.channelHeader
 module.exports.channelLayout = nativeBinding.channelLayout
+module.exports.channelLockWord = nativeBinding.channelLockWord
 module.exports.channelMaxMessage = nativeBinding.channelMaxMessage
 module.exports.ChannelOutcome = nativeBinding.ChannelOutcome
 module.exports.checkMutex = nativeBinding.checkMutex

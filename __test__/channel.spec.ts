@@ -142,6 +142,61 @@ test.serial('closing wakes the other side: a receiver sees the end after drainin
   await t.throwsAsync(pending, { code: 'ERR_SHM_CHANNEL_CLOSED' })
   t.throws(() => sender.send('z'), { code: 'ERR_SHM_CHANNEL_CLOSED' })
   t.throws(() => Channel.open(other.name).receive(0), { code: 'ERR_SHM_CHANNEL_CLOSED' })
+  // With room in the ring, a sender that sent before learns it at its next send.
+  const roomy = fresh(t)
+  const early = Channel.open(roomy.name)
+  t.teardown(() => early.close())
+  t.true(early.send('one'))
+  t.true(early.send('two'))
+  t.is(roomy.receive(0)!.toString(), 'one')
+  roomy.close()
+  t.throws(() => early.send('three'), { code: 'ERR_SHM_CHANNEL_CLOSED' })
+})
+
+test.serial('a sender killed holding the send lock it took in JavaScript: the next sender takes it over', async (t) => {
+  const receiver = fresh(t, { capacity: 1024 })
+  const holder = startFixture(t, 'channel-peer.js', ['hold-send-lock', receiver.name])
+  t.is(await holder.line('ready'), 'ready')
+  const sender = Channel.open(receiver.name)
+  t.teardown(() => sender.close())
+  // The holder lives: its word names a live thread, so the lock stays held.
+  t.false(sender.send('blocked', 30))
+  holder.child.kill('SIGKILL')
+  t.is((await holder.done).signal, 'SIGKILL')
+  t.true(sender.send('taken over', 10_000))
+  t.true(sender.send('and released', 0))
+  t.is(receiver.receive(0)!.toString(), 'taken over')
+  t.is(receiver.receive(0)!.toString(), 'and released')
+})
+
+test.serial('positions past 2^32, 2^53 and 2^63: messages cross each boundary whole', (t) => {
+  const MAX = 100
+  for (const start of [2n ** 32n - 296n, 2n ** 53n - 296n, 2n ** 63n - 296n]) {
+    const receiver = fresh(t, { capacity: 1024, maxMessage: MAX })
+    // Before anyone sends or receives: an empty ring whose positions are about to cross.
+    const shm = SharedMemory.open(receiver.name, 0)
+    const header = Buffer.alloc(8)
+    header.writeBigUInt64LE(start)
+    shm.write(header, 64)
+    shm.write(header, 128)
+    const sender = Channel.open(receiver.name)
+    let bytes = 0n
+    for (let i = 0; i < 60; i++) {
+      const message = messageBytes(0, i, MAX)
+      t.true(sender.send(message, 0))
+      bytes += BigInt(8 + Math.ceil(message.length / 8) * 8)
+      // Now and then two in a row, so that the receiver finds them both in one look.
+      if (i % 3 === 0) continue
+      if (i % 3 === 1) check(receiver.receiveView(0)!, 0, i - 1, MAX)
+      check(receiver.receiveView(0)!, 0, i, MAX)
+    }
+    t.is(receiver.receive(0), undefined)
+    const head = shm.read(64, 8).readBigUInt64LE(0)
+    t.is(shm.read(128, 8).readBigUInt64LE(0), head, `start ${start}: tail = head`)
+    t.true(head >= start + bytes && head < start + bytes + 60n * 1024n, `start ${start}: head ${head}`)
+    sender.close()
+    shm.close()
+  }
 })
 
 test.serial('one receiver at a time: another process gets ERR_SHM_CHANNEL_BUSY', async (t) => {
@@ -220,6 +275,35 @@ test.serial('bad sizes, closed handles, foreign segments and bad options give co
   shm.write('not a channel')
   t.throws(() => Channel.open(foreign), { code: 'ERR_SHM_NOT_A_CHANNEL' })
   t.throws(() => Channel.open(foreign, { create: true }), { code: 'ERR_SHM_NOT_A_CHANNEL' })
+  // A channel of layout version 1 (its send lock where version 2 has nothing) is refused.
+  const older = uniqueName('older')
+  deleteAtEnd(t, older)
+  Channel.open(older, { create: true, capacity: 1024 }).close()
+  const version = Buffer.alloc(4)
+  version.writeUInt32LE(1)
+  const olderShm = SharedMemory.open(older, 0)
+  olderShm.write(version, 4)
+  olderShm.close()
+  t.throws(() => Channel.open(older), { code: 'ERR_SHM_NOT_A_CHANNEL', message: /version is 1/ })
+  // Positions that are not multiples of 8 are a foreign writer's: codes, never a misaligned access.
+  for (const [field, position] of [
+    [128, 4n],
+    [64, 12n],
+  ] as const) {
+    const odd = fresh(t, { capacity: 1024 })
+    const oddSender = Channel.open(odd.name)
+    t.teardown(() => oddSender.close())
+    t.true(oddSender.send('fine'))
+    t.is(odd.receive(0)!.toString(), 'fine')
+    t.is(odd.receive(0), undefined, "frees 'fine': tail is at rest")
+    const word = Buffer.alloc(8)
+    word.writeBigUInt64LE(position)
+    const oddShm = SharedMemory.open(odd.name, 0)
+    oddShm.write(word, field)
+    oddShm.close()
+    if (field === 64) t.throws(() => oddSender.send('x'), { code: 'ERR_SHM_NOT_A_CHANNEL', message: /head \(12\)/ })
+    else t.throws(() => odd.receive(0), { code: 'ERR_SHM_NOT_A_CHANNEL', message: /tail \(4\)/ })
+  }
   const tiny = uniqueName('tiny')
   deleteAtEnd(t, tiny)
   SharedMemory.open(tiny, 16, { create: true }).close()
@@ -239,12 +323,15 @@ test.serial('bad sizes, closed handles, foreign segments and bad options give co
   t.throws(() => new (Channel as unknown as new () => Channel)(), { code: 'ERR_ILLEGAL_CONSTRUCTOR' })
 })
 
-test.serial('a Python receiver (examples/channel-python) gets every message of a Node producer, in order', async (t) => {
-  const result = await runNode([join(__dirname, '..', 'examples', 'channel-python', 'producer.js')])
-  t.is(result.code, 0, result.stderr)
-  t.regex(result.stdout, /^message 0 from node\nmessage 1 from node/)
-  t.regex(result.stdout, /message 4999 from node\nreceived 5000\n$/)
-})
+// The Python receiver opens the segment under /dev/shm and sleeps on a Linux futex: Linux only.
+if (process.platform === 'linux') {
+  test.serial('a Python receiver (examples/channel-python) gets every message of a Node producer, in order', async (t) => {
+    const result = await runNode([join(__dirname, '..', 'examples', 'channel-python', 'producer.js')])
+    t.is(result.code, 0, result.stderr)
+    t.regex(result.stdout, /^message 0 from node\nmessage 1 from node/)
+    t.regex(result.stdout, /message 4999 from node\nreceived 5000\n$/)
+  })
+}
 
 test.serial('worker threads: a sender thread and the receiving main thread, each its own liveness', async (t) => {
   const receiver = fresh(t, { capacity: 1024 })

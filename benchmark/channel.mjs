@@ -6,8 +6,9 @@
 //   node benchmark/channel.mjs pingpong [rounds]   the ping-pong alone
 //
 // Every row is one sender process and one receiver (this process, or for
-// worker_threads one of its threads). The clock starts at the first message
-// received, so process start-up is not counted. Not a test: the numbers
+// worker_threads one of its threads). Every transport gets the same warm-up:
+// the clock starts once a tenth of its messages has arrived, so process
+// start-up and the JIT's first tiers are not counted, for any of them. Not a test: the numbers
 // depend on the machine and on what else runs on it.
 
 import { fork, spawn, spawnSync } from 'node:child_process'
@@ -27,6 +28,11 @@ const now = process.hrtime.bigint
 
 const SMALL = 64
 const LARGE = 64 * 1024
+
+/** How many of `count` messages arrive before the clock starts (the same share for every transport). */
+function warmUp(count) {
+  return Math.floor(count / 10)
+}
 
 function payload(size) {
   return Buffer.alloc(size, 0x61)
@@ -87,31 +93,33 @@ async function viaChannel(size, count) {
   const name = `named-shm-bench-${process.pid}-${size}`
   const channel = Channel.open(name, { create: true, capacity: Math.max(1 << 20, 8 * size) })
   const sending = child(['channel', size, count, name])
+  const warm = warmUp(count)
   let start = 0n
   for (let i = 0; i < count; i++) {
     channel.receiveView()
-    if (i === 0) start = now()
+    if (i === warm) start = now()
   }
   const elapsed = now() - start
   await exited(sending)
   channel.close()
   Channel.delete(name)
-  return { count: count - 1, elapsed }
+  return { count: count - warm - 1, elapsed }
 }
 
 function viaIpc(serialization) {
   return async (size, count) => {
     const sending = fork(self, ['sender', `ipc-${serialization}`, size, count], { serialization, stdio: 'inherit' })
+    const warm = warmUp(count)
     let received = 0
     let start = 0n
     const elapsed = await new Promise((resolve) => {
       sending.on('message', (message) => {
         if (message === 'end') return resolve(now() - start)
-        if (received++ === 0) start = now()
+        if (received++ === warm) start = now()
       })
     })
     await exited(sending)
-    return { count: received - 1, elapsed }
+    return { count: received - warm - 1, elapsed }
   }
 }
 
@@ -121,15 +129,20 @@ async function viaSocket(size, count) {
   let sending
   const result = await new Promise((resolve) => {
     const server = net.createServer((socket) => {
+      const warm = warmUp(count) * size
       let bytes = 0
       let start = 0n
+      let counted = 0
       socket.on('data', (chunk) => {
-        if (bytes === 0) start = now()
+        if (start === 0n && bytes + chunk.length > warm) {
+          start = now()
+          counted = bytes + chunk.length
+        }
         bytes += chunk.length
       })
       socket.on('end', () => {
         server.close()
-        resolve({ count: count - 1, elapsed: now() - start })
+        resolve({ count: (bytes - counted) / size, elapsed: now() - start })
       })
     })
     server.listen(path, () => (sending = child(['socket', size, count, path])))
@@ -146,16 +159,17 @@ async function viaWorker(size, count) {
      for (let i = 0; i < workerData.count; i++) parentPort.postMessage(data)`,
     { eval: true, workerData: { size, count } },
   )
+  const warm = warmUp(count)
   let received = 0
   let start = 0n
   const elapsed = await new Promise((resolve) => {
     worker.on('message', () => {
-      if (received === 0) start = now()
+      if (received === warm) start = now()
       if (++received === count) resolve(now() - start)
     })
   })
   await worker.terminate()
-  return { count: count - 1, elapsed }
+  return { count: count - warm - 1, elapsed }
 }
 
 /** Whether the two sides of the ping-pong can sit on CPUs 0 and 1, as benchmark/pingpong.mjs puts them. */

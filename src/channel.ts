@@ -1,9 +1,11 @@
 // Channel: a ring of messages in a named segment, between any number of
 // senders and one receiver in any processes. The ring protocol lives in the
 // core (crates/core/src/channel); this file validates, opens the segment,
-// and reads each message where the binding says it lies.
+// sends and receives what needs no wait over the view (channel-ring.ts),
+// and leaves the rest to the binding.
 
 import { ChannelOutcome, channelCalls, channelHeader, channelLayout, channelMaxMessage } from '../binding'
+import { RingView } from './channel-ring'
 import { illegalConstructor, invalidArgType, invalidThis, libraryError, outOfRange } from './errors'
 import { SharedMemory } from './shared-memory'
 import { waitAsync } from './sync'
@@ -56,6 +58,23 @@ const SENT: number = ChannelOutcome.Sent
 /** How long an async wait sleeps before it asks whether the peer still lives. */
 const LIVENESS_SLICE_MS = 50
 const DEFAULT_CAPACITY = 1 << 20
+
+type ViewMaker = new (buffer: ArrayBufferLike, byteOffset: number, length: number) => Buffer
+/**
+ * The class whose instances `buffer.subarray()` returns (Node's species of
+ * Buffer), to make a view directly, at half the cost; `undefined` where a
+ * runtime names none that makes Buffers (then `Buffer.from` makes the same view).
+ */
+const BufferView = ((): ViewMaker | undefined => {
+  const species: unknown = (Buffer as unknown as Record<symbol, unknown>)[Symbol.species]
+  if (typeof species !== 'function' || species === Buffer) return undefined
+  try {
+    const made: unknown = new (species as ViewMaker)(new ArrayBuffer(8), 4, 4)
+    return made instanceof Buffer && made.byteOffset === 4 && made.length === 4 ? (species as ViewMaker) : undefined
+  } catch {
+    return undefined
+  }
+})()
 
 const construct = Symbol('construct')
 const OPTION_KEYS = ['create', 'capacity', 'maxMessage', 'mode', 'spin'] as const
@@ -113,7 +132,10 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
   readonly #view: Buffer
   readonly #words: Int32Array
   readonly #channel: NativeChannel
+  readonly #ring: RingView
   readonly #spin: boolean
+  /** Whether this end holds a sender slot (its first send went through the binding). */
+  #sending = false
   #closed = false
 
   /** @internal Use {@link Channel.open}. */
@@ -127,6 +149,7 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
     this.#spin = spin
     this.capacity = native.capacity(channel)
     this.maxMessage = native.maxMessage(channel)
+    this.#ring = new RingView(view, this.capacity, this.maxMessage, native, channel)
   }
 
   /**
@@ -207,7 +230,8 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
     const bytes = self.#bytes(data)
     const ms = validateTimeout(timeout, 'timeout')
     self.#throwIfClosed()
-    return native.send(self.#channel, bytes, ms, self.#spin, false) === SENT
+    if (self.#sending && self.#ring.trySend(bytes)) return true
+    return self.#sendNative(bytes, ms, self.#spin, false)
   }
 
   /**
@@ -223,7 +247,8 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
     for (;;) {
       if (signal?.aborted) throw abortError(signal)
       self.#throwIfClosed()
-      if (native.send(self.#channel, bytes, 0, false, check) === SENT) return true
+      if (self.#sending && self.#ring.trySend(bytes)) return true
+      if (self.#sendNative(bytes, 0, false, check)) return true
       const left = deadline - performance.now()
       if (left <= 0) return false
       // A sleep that ran its whole slice asks, next time, whether the receiver lives.
@@ -242,7 +267,7 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
    */
   receive(timeout?: number): Buffer | null | undefined {
     const self = Channel.#of(this)
-    const at = self.#receive(validateTimeout(timeout, 'timeout'))
+    const at = self.#receive(validateTimeout(timeout, 'timeout'), self.#spin, false)
     return at < LAYOUT.headerBytes ? Channel.#none(at) : self.#copy(at)
   }
 
@@ -254,7 +279,7 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
    */
   receiveView(timeout?: number): Buffer | null | undefined {
     const self = Channel.#of(this)
-    const at = self.#receive(validateTimeout(timeout, 'timeout'))
+    const at = self.#receive(validateTimeout(timeout, 'timeout'), self.#spin, false)
     return at < LAYOUT.headerBytes ? Channel.#none(at) : self.#lend(at)
   }
 
@@ -269,8 +294,7 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
     let check = false
     for (;;) {
       if (signal?.aborted) throw abortError(signal)
-      self.#throwIfClosed()
-      const at = native.receive(self.#channel, 0, false, check)
+      const at = self.#receive(0, false, check)
       if (at >= LAYOUT.headerBytes) return self.#copy(at)
       if (at === ENDED) return null
       const left = deadline - performance.now()
@@ -309,30 +333,61 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
     this.close()
   }
 
+  /** The message's bytes, as a view whose length cannot change while it is copied (see RingView.trySend). */
   #bytes(data: unknown): Uint8Array {
-    const bytes =
-      typeof data === 'string'
-        ? Buffer.from(data, 'utf8')
-        : bytesOf(data, 'data', 'of type string or a Buffer, TypedArray or DataView')
+    let bytes: Uint8Array
+    // Buffers, which Node makes with a fixed length, first: the common case.
+    if (data instanceof Buffer) bytes = data
+    else if (typeof data === 'string') bytes = Buffer.from(data, 'utf8')
+    else {
+      bytes = bytesOf(data, 'data', 'of type string or a Buffer, TypedArray or DataView')
+      // A Uint8Array of a growable SharedArrayBuffer may track its length,
+      // which another thread can change: copy from a fixed-length view.
+      if (bytes === data && bytes.byteLength !== 0) bytes = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    }
     if (bytes.byteLength > this.maxMessage) {
       throw outOfRange('data', `at most maxMessage (${this.maxMessage}) bytes`, `${bytes.byteLength} bytes`)
     }
     return bytes
   }
 
-  #receive(timeout: number): number {
+  #sendNative(bytes: Uint8Array, timeout: number, spin: boolean, check: boolean): boolean {
+    const sent = native.send(this.#channel, bytes, timeout, spin, check) === SENT
+    // It returned: this end holds a sender slot now.
+    this.#sending = true
+    return sent
+  }
+
+  /**
+   * Frees the message handed out last, then finds the next one: in the
+   * view when one is there, else through the binding (which waits up to
+   * `timeout`). A payload's view offset, or a ChannelOutcome.
+   */
+  #receive(timeout: number, spin: boolean, check: boolean): number {
     this.#throwIfClosed()
-    return native.receive(this.#channel, timeout, this.#spin, false)
+    const ring = this.#ring
+    ring.release()
+    const found = ring.tryReceive()
+    if (found !== 0) return found
+    const at = native.receive(this.#channel, timeout, spin, check)
+    // It returned: this end holds the receiver slot now.
+    ring.startReceiving()
+    if (at >= LAYOUT.headerBytes) ring.adopt(at)
+    return at
   }
 
   #copy(at: number): Buffer {
-    const length = this.#view.readUInt32LE(at - LAYOUT.recordHeader)
-    return Buffer.from(this.#view.subarray(at, at + length))
+    const view = this.#view
+    const copy = Buffer.allocUnsafe(this.#ring.length)
+    copy.set(new Uint8Array(view.buffer, view.byteOffset + at, copy.length))
+    return copy
   }
 
   #lend(at: number): Buffer {
-    const length = this.#view.readUInt32LE(at - LAYOUT.recordHeader)
-    return this.#view.subarray(at, at + length)
+    const view = this.#view
+    const length = this.#ring.length
+    if (BufferView === undefined) return Buffer.from(view.buffer, view.byteOffset + at, length)
+    return new BufferView(view.buffer, view.byteOffset + at, length)
   }
 
   static #none(at: number): null | undefined {

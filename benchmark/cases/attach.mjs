@@ -1,8 +1,10 @@
 // Attach + detach of a small and a large segment, with the garbage
-// collections it causes. V8 accounts an external ArrayBuffer at its full
-// length and starts marking when external memory grows by more than 64 MiB,
-// so attach time and full GCs are measured per size, each variant in a
-// fresh process. Microseconds per cycle; ratio = time / the small size's
+// collections it causes. V8 accounts an external ArrayBuffer (and a private
+// WebAssembly memory) at its full length and starts marking when external
+// memory grows by more than 64 MiB, so attach time and full GCs are measured
+// per size, each variant in a fresh process: attach() as it comes (on Node
+// 20 a large segment gets an in-heap view over a shared WebAssembly memory),
+// and attach({ inHeap: true }), what Electron gets. Microseconds per cycle; ratio = time / the small size's
 // (goal: large <= 2x small, and 0 full GCs).
 //
 //   node benchmark/cases/attach.mjs --child <variant> <size> <batch> <samples>
@@ -34,11 +36,12 @@ async function child(variant, size, batch, samples) {
   observer.observe({ entryTypes: ['gc'] })
   let cycle
   let cleanup = () => {}
-  if (variant === 'named-shm') {
+  if (variant === 'named-shm' || variant === 'named-shm-in-heap') {
     const { SharedMemory } = require(ROOT)
     const name = uniqueName('attach')
     const shm = SharedMemory.open(name, size, { create: true, exclusive: true, reserve: false })
-    cycle = () => shm.detach(shm.attach())
+    const options = variant === 'named-shm-in-heap' ? { inHeap: true } : undefined
+    cycle = () => shm.detach(shm.attach(options))
     cleanup = () => {
       shm.close()
       SharedMemory.delete(name)
@@ -99,6 +102,10 @@ export async function run({ smoke }) {
     const [batch, samples] = plan(size)
     const args = (variant) => ['--child', variant, String(size), String(batch), String(samples)]
     await measure('named-shm', `named-shm-${size}`, `named-shm ${bytes(size)}, node ${process.version}`, size === small, () => runNode(self, args('named-shm')))
+    // What Electron gets (and attach({ inHeap: true })): the segment mapped over a WebAssembly memory.
+    await measure('named-shm in-heap', `named-shm-in-heap-${size}`, `named-shm in-heap ${bytes(size)}, node ${process.version}`, size === small, () =>
+      runNode(self, args('named-shm-in-heap')),
+    )
     await measure('shm-typed-array', `sta-${size}`, `shm-typed-array ${bytes(size)}`, size === small, () => runNode(self, args('shm-typed-array')))
     await measure('C', `c-${size}`, `C mmap + munmap ${bytes(size)}`, size === small, async () => {
       const { SharedMemory } = require(ROOT)

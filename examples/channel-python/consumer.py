@@ -20,8 +20,8 @@ import struct
 import sys
 import threading
 
-MAGIC, VERSION, HEADER = 0x4843534E, 1, 512
-FLAGS, HEAD, DATA_SEQ, RECEIVER_SLEEPERS = 20, 64, 72, 76
+MAGIC, VERSION, HEADER = 0x4843534E, 2, 512
+FLAGS, CLOSED_WORD, HEAD, DATA_SEQ, RECEIVER_SLEEPERS = 20, 24, 64, 72, 76
 TAIL, SPACE_SEQ, SENDER_SLEEPERS, RECEIVER, SENDERS = 128, 136, 140, 144, 256
 KIND_MESSAGE, KIND_WRAP, CLOSED = 1, 2, 2**64 - 1
 FLAG_SENDER_SEEN = 1
@@ -54,7 +54,7 @@ class ChannelReceiver:
             self.mm = mmap.mmap(file.fileno(), 0)
         magic, version, self.capacity, self.max_message = struct.unpack_from("<4I", self.mm, 0)
         if magic != MAGIC or version != VERSION:
-            raise ValueError("not a channel of layout version 1")
+            raise ValueError(f"not a channel of layout version {VERSION}")
         self.words = memoryview(self.mm).cast("Q")  # aligned 8-byte loads and stores
         self.ints = memoryview(self.mm).cast("I")
         # A stamp with a zero high half: never judged dead by the others.
@@ -115,6 +115,7 @@ class ChannelReceiver:
         return payload
 
     def close(self):
+        self.ints[CLOSED_WORD // 4] = 1  # what senders look at on every send
         self.words[RECEIVER // 8] = CLOSED
         self.wake_senders()  # a sender asleep for space sees the channel closed
         del self.words, self.ints

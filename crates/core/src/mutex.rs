@@ -102,6 +102,13 @@ impl Owner {
   fn word(self, waiters: bool) -> u64 {
     pack(self.id | if waiters { WAITERS } else { 0 }, self.stamp)
   }
+
+  /// The word a lock held by this owner holds while nobody waits for it:
+  /// what a lock taken by compare-and-swap from 0 must store, in any
+  /// language, for [`SharedMutex`] to know its owner.
+  pub fn locked_word(self) -> u64 {
+    self.word(false)
+  }
 }
 
 fn pack(state: u32, stamp: u32) -> u64 {

@@ -14,12 +14,13 @@ use std::ffi::c_void;
 use std::ptr;
 use std::sync::Arc;
 
-use napi::bindgen_prelude::Buffer;
+use napi::bindgen_prelude::{BigInt, Buffer};
 use napi::{sys, Env};
 use napi_derive::napi;
 
-use named_shm_core::channel::{layout, Channel, Geometry, Received, Sent, Side};
-use named_shm_core::Mapping;
+use named_shm_core::channel::layout::{self, offsets};
+use named_shm_core::channel::{Channel, Geometry, Received, Sent, Side};
+use named_shm_core::{Mapping, Owner};
 
 use crate::errors::{check, throw_code, throw_core, ErrorCode, Kind, NOT_ATTACHED, OUT_OF_RANGE};
 use crate::hot::{args, boolean, number, object_of_calls, respond, type_error};
@@ -48,7 +49,8 @@ const TAG: sys::napi_type_tag = sys::napi_type_tag {
 /// What each external owns: one end of a channel.
 type Cell = RefCell<Channel>;
 
-/// The channel layout's fixed numbers, for the facade.
+/// The channel layout's fixed numbers, for the facade. Int32 indexes of a
+/// 64-bit field name its low half (every platform is little-endian).
 #[napi(object)]
 pub struct ChannelLayout {
   /// Bytes of the header: the data area starts here.
@@ -57,8 +59,24 @@ pub struct ChannelLayout {
   pub data_seq_index: u32,
   /// The Int32 index of `space_seq`, the word a waiting sender sleeps on.
   pub space_seq_index: u32,
+  /// The Int32 index of `head`'s low half (bytes ever published).
+  pub head_index: u32,
+  /// The Int32 index of `tail`'s low half (bytes ever consumed).
+  pub tail_index: u32,
+  /// The Int32 index of `receiver_sleepers`.
+  pub receiver_sleepers_index: u32,
+  /// The Int32 index of `sender_sleepers`.
+  pub sender_sleepers_index: u32,
+  /// The Int32 index of `closed` (1 once the receiver closed the channel).
+  pub closed_index: u32,
+  /// The BigInt64 index of `send_lock`, the senders' `SharedMutex`.
+  pub send_lock_index: u32,
   /// Bytes of a record header (the payload follows it).
   pub record_header: u32,
+  /// A record's kind: a message.
+  pub kind_message: u32,
+  /// A record's kind: go on at the start of the data area.
+  pub kind_wrap: u32,
   /// The largest data area.
   pub max_capacity: f64,
   /// The smallest data area.
@@ -70,12 +88,28 @@ pub struct ChannelLayout {
 pub fn channel_layout() -> ChannelLayout {
   ChannelLayout {
     header_bytes: layout::HEADER_BYTES as u32,
-    data_seq_index: 72 / 4,
-    space_seq_index: 136 / 4,
+    data_seq_index: (offsets::DATA_SEQ / 4) as u32,
+    space_seq_index: (offsets::SPACE_SEQ / 4) as u32,
+    head_index: (offsets::HEAD / 4) as u32,
+    tail_index: (offsets::TAIL / 4) as u32,
+    receiver_sleepers_index: (offsets::RECEIVER_SLEEPERS / 4) as u32,
+    sender_sleepers_index: (offsets::SENDER_SLEEPERS / 4) as u32,
+    closed_index: (offsets::CLOSED / 4) as u32,
+    send_lock_index: (offsets::SEND_LOCK / 8) as u32,
     record_header: layout::RECORD_HEADER as u32,
+    kind_message: layout::KIND_MESSAGE,
+    kind_wrap: layout::KIND_WRAP,
     max_capacity: layout::MAX_CAPACITY as f64,
     min_capacity: layout::MIN_CAPACITY as u32,
   }
+}
+
+/// The word the calling thread stores in `send_lock` when it takes the lock
+/// by compare-and-swap from 0 (its `SharedMutex` owner: thread id and
+/// stamp), as a signed 64-bit BigInt for a `BigInt64Array`.
+#[napi]
+pub fn channel_lock_word() -> BigInt {
+  BigInt::from(Owner::current().locked_word() as i64)
 }
 
 /// The largest `maxMessage` a data area of `capacity` bytes can carry.
@@ -113,7 +147,7 @@ pub fn channel_header(env: Env, capacity: f64, max_message: f64) -> napi::Result
 
 /// The channel calls, as an object of plain functions.
 #[napi(
-  ts_return_type = "{ attach(view: Uint8Array): object; capacity(channel: object): number; maxMessage(channel: object): number; send(channel: object, data: Uint8Array, timeoutMs: number, spin: boolean, check: boolean): number; receive(channel: object, timeoutMs: number, spin: boolean, check: boolean): number; beginWait(channel: object, side: number, length: number): number | undefined; endWait(channel: object, side: number): void; close(channel: object): void }"
+  ts_return_type = "{ attach(view: Uint8Array): object; capacity(channel: object): number; maxMessage(channel: object): number; send(channel: object, data: Uint8Array, timeoutMs: number, spin: boolean, check: boolean): number; receive(channel: object, timeoutMs: number, spin: boolean, check: boolean): number; unlockSend(channel: object): void; wakeReceiver(channel: object): void; wakeSenders(channel: object): void; beginWait(channel: object, side: number, length: number): number | undefined; endWait(channel: object, side: number): void; close(channel: object): void }"
 )]
 pub fn channel_calls(env: Env) -> napi::Result<napi::bindgen_prelude::Object<'static>> {
   object_of_calls(
@@ -124,6 +158,9 @@ pub fn channel_calls(env: Env) -> napi::Result<napi::bindgen_prelude::Object<'st
       (c"maxMessage", max_message_call),
       (c"send", send_call),
       (c"receive", receive_call),
+      (c"unlockSend", unlock_send_call),
+      (c"wakeReceiver", wake_receiver_call),
+      (c"wakeSenders", wake_senders_call),
       (c"beginWait", begin_wait_call),
       (c"endWait", end_wait_call),
       (c"close", close_call),
@@ -300,9 +337,10 @@ unsafe extern "C" fn send_call(
   }
 }
 
-/// `receive(channel, timeoutMs, spin, check)`: the offset of the next
+/// `receive(channel, timeoutMs, spin, check)`: the offset of the oldest
 /// message's payload in the view (its length is the u32 8 bytes before),
-/// or `TimedOut`, or `Ended`.
+/// or `TimedOut`, or `Ended`. The message stays in the ring: the facade
+/// frees it by storing `tail` when it is done with it.
 unsafe extern "C" fn receive_call(
   raw: sys::napi_env,
   info: sys::napi_callback_info,
@@ -326,6 +364,58 @@ unsafe extern "C" fn receive_call(
       }))
     })
   }
+}
+
+/// A call that takes only the channel and runs `action` on it.
+///
+/// # Safety
+/// As a Node-API callback: `raw` and `info` are those of the running call.
+unsafe fn on_channel(
+  raw: sys::napi_env,
+  info: sys::napi_callback_info,
+  action: fn(&Channel) -> named_shm_core::Result<()>,
+) -> sys::napi_value {
+  // SAFETY: the caller's contract.
+  unsafe {
+    respond(raw, |env| {
+      let [value] = args::<1>(env, info)?;
+      let cell = channel(env, value)?;
+      let channel = cell.try_borrow().map_err(|_| busy(env))?;
+      action(&channel).map_err(|e| throw_core(env, &e))?;
+      Ok(None)
+    })
+  }
+}
+
+/// `unlockSend(channel)`: releases the send lock, which the facade took by
+/// compare-and-swap with `channelLockWord()`, and wakes a sender waiting
+/// for it (the facade's own release found one announced).
+unsafe extern "C" fn unlock_send_call(
+  raw: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
+  // SAFETY: called by Node-API with the env of this call.
+  unsafe { on_channel(raw, info, Channel::unlock_send) }
+}
+
+/// `wakeReceiver(channel)`: after the facade published a message, wakes
+/// the receiver (it found `receiver_sleepers` non-zero).
+unsafe extern "C" fn wake_receiver_call(
+  raw: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
+  // SAFETY: called by Node-API with the env of this call.
+  unsafe { on_channel(raw, info, Channel::wake_receiver) }
+}
+
+/// `wakeSenders(channel)`: after the facade freed a message, wakes the
+/// senders (it found `sender_sleepers` non-zero).
+unsafe extern "C" fn wake_senders_call(
+  raw: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
+  // SAFETY: called by Node-API with the env of this call.
+  unsafe { on_channel(raw, info, Channel::wake_senders) }
 }
 
 fn side(env: &Env, value: sys::napi_value) -> napi::Result<Side> {

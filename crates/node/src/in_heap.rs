@@ -1,34 +1,52 @@
-//! In-heap views: zero-copy where the runtime refuses external buffers.
+//! In-heap views: zero-copy without external buffers.
 //!
 //! Electron (V8's memory cage) refuses `ArrayBuffer`s over memory V8 did not
-//! allocate. There the binding asks V8 for a private, non-growable
-//! `WebAssembly.Memory`: its buffer is page-aligned, owned by V8's page
-//! allocator, and JavaScript can neither detach nor transfer it. The segment
-//! is then mapped over that memory (`Segment::map_over`), and the buffer V8
-//! made IS the segment. Never over `napi_create_arraybuffer` memory: small
+//! allocate, and on Node 20 an external buffer of a large segment costs a
+//! full garbage collection every few attaches. There the binding asks V8 for
+//! a non-growable `WebAssembly.Memory`: its buffer is page-aligned, owned by
+//! V8's page allocator, and JavaScript can neither detach nor transfer it.
+//! The segment is then mapped over that memory (`Segment::map_over`), and
+//! the buffer V8 made IS the segment. The memory is shared where the runtime
+//! allows (its buffer a `SharedArrayBuffer`, which V8 does not count as
+//! external memory, so attach costs no garbage collection at any size), and
+//! private elsewhere. Never over `napi_create_arraybuffer` memory: small
 //! buffers live in allocator slots that are recycled without being unmapped,
 //! and any such buffer can be freed at any moment by `transfer()`.
 //!
-//! This file decides which kind of view a runtime gets ([`ZeroCopy`]) and
-//! makes the WebAssembly memory; views.rs owns the result like any view.
+//! This file decides which kind of view an attach gets ([`ZeroCopy`],
+//! [`view_kind`]) and makes the WebAssembly memory; views.rs owns the result
+//! like any view.
 
+#[cfg(unix)]
+use std::cell::Cell;
 use std::ptr;
+#[cfg(unix)]
+use std::rc::Rc;
+#[cfg(unix)]
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::OnceLock;
 
 use napi::{sys, Env};
 use napi_derive::napi;
 
+use crate::builtins;
+#[cfg(unix)]
+use crate::builtins::MemoryBuiltins;
 #[cfg(unix)]
 use crate::errors::{check, throw_core, OUT_OF_RANGE};
 use crate::errors::{throw_code, Kind, EXTERNAL_BUFFERS, IN_HEAP_UNSUPPORTED};
+#[cfg(unix)]
+use crate::shared_buffers;
+#[cfg(unix)]
 use crate::views::clear_pending_exception;
 
 /// What `attach()` gives in this runtime (`SharedMemory.zeroCopy`).
 #[napi(string_enum = "kebab-case")]
 #[derive(Debug, PartialEq, Eq)]
 pub enum ZeroCopy {
-  /// A buffer over the process's own mapping of the segment (Node, Bun, Deno).
+  /// A buffer over the process's own mapping of the segment (Node, Bun,
+  /// Deno); on Node 20, segments of 64 MiB or more get in-heap views.
   External,
   /// The segment mapped over a WebAssembly memory V8 allocated (Electron on
   /// Linux and macOS, or `NAMED_SHM_FORCE_IN_HEAP=1`).
@@ -117,24 +135,21 @@ fn memories_carry_segments(env: &Env) -> bool {
   const YES: u8 = 1;
   const NO: u8 = 2;
   static ANSWER: AtomicU8 = AtomicU8::new(UNKNOWN);
-  let Some(constructor) = memory_constructor(env) else {
+  let Some(builtins) = builtins::memory(env) else {
     return false;
   };
   match ANSWER.load(Ordering::Relaxed) {
     YES => true,
     NO => false,
-    _ => match allocate(env, constructor, 1) {
-      Ok(buffer) => {
-        let genuine = genuine(env, buffer, 1).is_some();
+    _ => match construct(env, &builtins, 1, false) {
+      Some(memory) => {
+        let genuine = private_buffer(env, &builtins, memory, 1).is_some();
         ANSWER.store(if genuine { YES } else { NO }, Ordering::Relaxed);
         genuine
       }
       // No address space for even one page just now: remember nothing, and
       // let attach() report the ENOMEM it meets.
-      Err(_) => {
-        clear_pending_exception(env);
-        true
-      }
+      None => true,
     },
   }
 }
@@ -150,7 +165,7 @@ fn memories_carry_segments(_env: &Env) -> bool {
 fn why_no_in_heap(env: &Env) -> &'static str {
   if cfg!(windows) {
     "Windows cannot map a segment inside memory V8 allocated"
-  } else if memory_constructor(env).is_none() {
+  } else if !builtins::has_webassembly(env) {
     "in-heap views need WebAssembly, which this runtime lacks (--jitless?)"
   } else {
     "this runtime's WebAssembly memories are not whole 64 KiB pages of their own (JavaScriptCore, in Bun)"
@@ -180,54 +195,96 @@ pub fn unsupported(env: &Env) -> napi::Error {
   )
 }
 
-/// `globalThis.WebAssembly.Memory`, if this runtime has WebAssembly.
-fn memory_constructor(env: &Env) -> Option<sys::napi_value> {
-  let raw = env.raw();
-  let mut global = ptr::null_mut();
-  // SAFETY: live env; valid out-pointer.
-  if unsafe { sys::napi_get_global(raw, &mut global) } != sys::Status::napi_ok {
-    return None;
-  }
-  let wasm = property(env, global, c"WebAssembly")?;
-  let memory = property(env, wasm, c"Memory")?;
-  let mut kind = 0;
-  // SAFETY: `memory` is a value of this env; valid out-pointer.
-  let status = unsafe { sys::napi_typeof(raw, memory, &mut kind) };
-  (status == sys::Status::napi_ok && kind == sys::ValueType::napi_function).then_some(memory)
-}
-
-/// `object[key]` when `object` is an object and reading it throws nothing.
-fn property(env: &Env, object: sys::napi_value, key: &std::ffi::CStr) -> Option<sys::napi_value> {
-  let raw = env.raw();
-  let mut kind = 0;
-  let mut value = ptr::null_mut();
-  // SAFETY: `object` is a value of this env; `key` is NUL-terminated.
-  unsafe {
-    if sys::napi_typeof(raw, object, &mut kind) != sys::Status::napi_ok
-      || (kind != sys::ValueType::napi_object && kind != sys::ValueType::napi_function)
-      || sys::napi_get_named_property(raw, object, key.as_ptr(), &mut value) != sys::Status::napi_ok
-    {
-      clear_pending_exception(env);
-      return None;
-    }
-  }
-  Some(value)
-}
-
 /// The buffer of a fresh WebAssembly memory, and where its bytes lie.
 #[cfg(unix)]
 pub struct HeapMemory {
-  /// The memory's `ArrayBuffer`: it keeps the memory allocated while it lives.
+  /// The memory's buffer, for the view: while it lives, V8 keeps the memory
+  /// allocated.
   pub buffer: sys::napi_value,
   /// Its first byte (64 KiB-aligned).
   pub data: *mut u8,
   /// Its length: `len` rounded up to whole WebAssembly pages.
   pub capacity: usize,
+  /// A shared memory's second hold (see [`Hold`]); `None` for a private one.
+  pub hold: Option<Rc<Hold>>,
 }
 
-/// Makes a private, non-growable `WebAssembly.Memory` of at least `len`
-/// bytes and returns its buffer. The memory object itself goes to no one,
-/// so nothing can grow it (which would detach the buffer) or replace it.
+/// A strong reference to a second `SharedArrayBuffer` over a shared
+/// WebAssembly memory, which nothing but the binding can reach: while it is
+/// held, V8 keeps the memory allocated, whatever became of the view's own
+/// buffer and whichever threads it was posted to. So the overlay can always
+/// be put back to zero pages before the memory goes, by `detach`, `close`
+/// or the view's finalizer, each of which then releases the hold.
+///
+/// Its one owner is [`Hold::release`]; a view and its finalizer share it.
+#[cfg(unix)]
+pub struct Hold(Cell<sys::napi_ref>);
+
+#[cfg(unix)]
+impl Hold {
+  /// Whether the memory is still held (not yet released).
+  pub fn is_held(&self) -> bool {
+    !self.0.get().is_null()
+  }
+
+  /// Lets V8 free the memory once every buffer over it is collected. Only
+  /// after the overlay is gone. Later calls do nothing.
+  pub fn release(&self, env: sys::napi_env) {
+    let reference = self.0.replace(ptr::null_mut());
+    if !reference.is_null() {
+      // SAFETY: the reference `new_shared_memory` made in this env, deleted once.
+      unsafe { sys::napi_delete_reference(env, reference) };
+    }
+  }
+}
+
+/// From this many bytes, views are made of shared WebAssembly memories.
+/// V8 counts an external `ArrayBuffer`, and a private WebAssembly memory, at
+/// its whole length as external memory, and starts a full garbage
+/// collection whenever that count grows by 64 MiB at once; a shared memory
+/// is not counted. So from this size:
+/// - in-heap views are over shared memories (below it, private ones: each
+///   shared memory also leaves V8 a little heap to manage, ~10 bytes for
+///   good on Node 20, and grows its heap while views come and go quickly);
+/// - where the runtime cannot make external `SharedArrayBuffer`s (Node 20),
+///   `attach()` makes in-heap views by itself (below it, an external
+///   `ArrayBuffer` is cheaper and reserves no address space).
+#[cfg(unix)]
+const SHARED_IN_HEAP_FROM: u64 = 64 << 20;
+
+/// What kind of view `attach()` makes for a segment of `size` bytes:
+/// in-heap if `asked`, and where the runtime's external views would cost
+/// garbage collections (see [`SHARED_IN_HEAP_FROM`]); else [`zero_copy`].
+pub fn view_kind(env: &Env, size: u64, asked: bool) -> ZeroCopy {
+  if asked {
+    return ZeroCopy::InHeap;
+  }
+  let kind = zero_copy(*env);
+  #[cfg(unix)]
+  if kind == ZeroCopy::External
+    && size >= SHARED_IN_HEAP_FROM
+    && size <= (MAX_PAGES * WASM_PAGE) as u64
+    && !shared_buffers::available()
+    && !SHARED_REFUSED.load(Ordering::Relaxed)
+    && builtins::shared_memory_possible(env)
+    && memories_carry_segments(env)
+  {
+    return ZeroCopy::InHeap;
+  }
+  let _ = size;
+  kind
+}
+
+/// A shared WebAssembly memory was refused here while a private one was not
+/// (a context without shared memory): in-heap views are private from then on.
+#[cfg(unix)]
+static SHARED_REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// Makes a non-growable `WebAssembly.Memory` of at least `len` bytes and
+/// returns its buffer: from [`SHARED_IN_HEAP_FROM`] a shared one where the
+/// runtime can (V8 does not count it as external memory, so it costs no
+/// garbage collection), else a private one. The memory object itself goes to no one, so nothing can grow it or
+/// replace its buffer.
 ///
 /// # Errors
 /// `ERR_SHM_IN_HEAP_UNSUPPORTED` without WebAssembly, or where its memories
@@ -238,7 +295,7 @@ pub fn new_memory(env: &Env, len: usize) -> napi::Result<HeapMemory> {
   if !memories_carry_segments(env) {
     return Err(unsupported(env));
   }
-  let constructor = memory_constructor(env).ok_or_else(|| unsupported(env))?;
+  let builtins = builtins::memory(env).ok_or_else(|| unsupported(env))?;
   let pages = len.div_ceil(WASM_PAGE);
   if pages > MAX_PAGES {
     return Err(throw_code(
@@ -248,61 +305,16 @@ pub fn new_memory(env: &Env, len: usize) -> napi::Result<HeapMemory> {
       &format!("The value of \"size\" is out of range. It must be <= 4 GiB for an in-heap view. Received {len}"),
     ));
   }
-  let buffer = allocate(env, constructor, pages)?;
-  let Some((data, capacity)) = genuine(env, buffer, pages) else {
-    return Err(throw_code(
-      env,
-      Kind::Error,
-      IN_HEAP_UNSUPPORTED,
-      "In-heap views are unavailable: WebAssembly.Memory did not give a WebAssembly memory of whole 64 KiB pages (was it replaced, or is this not V8?)",
-    ));
-  };
-  Ok(HeapMemory {
-    buffer,
-    data,
-    capacity,
-  })
-}
-
-/// `new constructor({ initial: pages, maximum: pages }).buffer`.
-///
-/// # Errors
-/// `ENOMEM` when the engine cannot allocate the memory;
-/// `ERR_SHM_IN_HEAP_UNSUPPORTED` when what it made has no `buffer`.
-#[cfg(unix)]
-fn allocate(
-  env: &Env,
-  constructor: sys::napi_value,
-  pages: usize,
-) -> napi::Result<sys::napi_value> {
-  let raw = env.raw();
-  let mut descriptor = ptr::null_mut();
-  let mut count = ptr::null_mut();
-  // SAFETY: live env; valid out-pointers; `pages` <= 65536 fits a u32.
-  unsafe {
-    check(sys::napi_create_object(raw, &mut descriptor))?;
-    check(sys::napi_create_uint32(raw, pages as u32, &mut count))?;
-    check(sys::napi_set_named_property(
-      raw,
-      descriptor,
-      c"initial".as_ptr(),
-      count,
-    ))?;
-    check(sys::napi_set_named_property(
-      raw,
-      descriptor,
-      c"maximum".as_ptr(),
-      count,
-    ))?;
+  let pays = len as u64 >= SHARED_IN_HEAP_FROM;
+  if pays && !SHARED_REFUSED.load(Ordering::Relaxed) && builtins::shared_memory_possible(env) {
+    if let Some(memory) = construct(env, &builtins, pages, true) {
+      return shared_memory(env, &builtins, memory, pages);
+    }
   }
-  let mut memory = ptr::null_mut();
-  // SAFETY: `constructor` is a function of this env; one valid argument.
-  let status = unsafe { sys::napi_new_instance(raw, constructor, 1, &descriptor, &mut memory) };
-  if status != sys::Status::napi_ok {
-    // V8 throws a RangeError ("could not allocate memory") once its address
-    // space for WebAssembly is spent, even after collecting garbage.
-    // Its own mmap failed, or its budget of address space is spent.
-    clear_pending_exception(env);
+  let Some(memory) = construct(env, &builtins, pages, false) else {
+    // V8 throws a RangeError ("could not allocate memory") once its own
+    // mmap fails or its budget of address space is spent, even after
+    // collecting garbage.
     let error = named_shm_core::Error::Os {
       code: "ENOMEM",
       errno: 12,
@@ -314,33 +326,159 @@ fn allocate(
       )),
     };
     return Err(throw_core(env, &error));
+  };
+  if pays && builtins::shared_memory_possible(env) {
+    SHARED_REFUSED.store(true, Ordering::Relaxed);
   }
-  property(env, memory, c"buffer").ok_or_else(|| unsupported(env))
+  private_memory(env, &builtins, memory, pages)
 }
 
-/// The first byte and length of `buffer` if it is what makes the overlay
-/// sound: memory of V8's page allocator, `pages` whole WebAssembly pages that
-/// no other buffer shares, which cannot be detached (a WebAssembly memory's
-/// buffer never is). All of it is checked, in case `WebAssembly.Memory` was
-/// replaced by something else, or the engine's memories are not like V8's.
+/// `new WebAssembly.Memory({ initial: pages, maximum: pages, shared })`;
+/// `None` (nothing pending) if it threw.
 #[cfg(unix)]
-fn genuine(env: &Env, buffer: sys::napi_value, pages: usize) -> Option<(*mut u8, usize)> {
+fn construct(
+  env: &Env,
+  builtins: &MemoryBuiltins,
+  pages: usize,
+  shared: bool,
+) -> Option<sys::napi_value> {
   let raw = env.raw();
+  let mut descriptor = ptr::null_mut();
+  let mut count = ptr::null_mut();
+  let mut flag = ptr::null_mut();
+  let mut memory = ptr::null_mut();
+  // SAFETY: live env; valid out-pointers; `pages` <= 65536 fits a u32;
+  // `constructor` is a function of this env, given one valid argument.
+  let made = unsafe {
+    sys::napi_create_object(raw, &mut descriptor) == sys::Status::napi_ok
+      && sys::napi_create_uint32(raw, pages as u32, &mut count) == sys::Status::napi_ok
+      && sys::napi_get_boolean(raw, shared, &mut flag) == sys::Status::napi_ok
+      && sys::napi_set_named_property(raw, descriptor, c"initial".as_ptr(), count)
+        == sys::Status::napi_ok
+      && sys::napi_set_named_property(raw, descriptor, c"maximum".as_ptr(), count)
+        == sys::Status::napi_ok
+      && sys::napi_set_named_property(raw, descriptor, c"shared".as_ptr(), flag)
+        == sys::Status::napi_ok
+      && sys::napi_new_instance(raw, builtins.constructor, 1, &descriptor, &mut memory)
+        == sys::Status::napi_ok
+  };
+  if made {
+    Some(memory)
+  } else {
+    clear_pending_exception(env);
+    None
+  }
+}
+
+/// The error when what `WebAssembly.Memory` gave fails a check.
+#[cfg(unix)]
+fn not_genuine(env: &Env) -> napi::Error {
+  clear_pending_exception(env);
+  throw_code(
+    env,
+    Kind::Error,
+    IN_HEAP_UNSUPPORTED,
+    "In-heap views are unavailable: WebAssembly.Memory did not give a WebAssembly memory (was it replaced?)",
+  )
+}
+
+/// A shared memory's buffer, and the [`Hold`] on it: a clone of the buffer
+/// (`structuredClone` shares a `SharedArrayBuffer`'s memory, it never copies
+/// it) that only the binding references.
+///
+/// What makes the overlay sound: V8's page allocator owns the memory, which
+/// is whole pages that no other buffer shares, no JavaScript can detach
+/// (a `SharedArrayBuffer` never is), grow (the memory object goes to no one)
+/// or free while the hold lives. The checks: the buffer came from the
+/// `buffer` getter taken at load (it refuses anything but a WebAssembly
+/// memory), is a `SharedArrayBuffer` of exactly the pages asked for, on a
+/// 64 KiB boundary, and its clone is another object over the same bytes.
+#[cfg(unix)]
+fn shared_memory(
+  env: &Env,
+  builtins: &MemoryBuiltins,
+  memory: sys::napi_value,
+  pages: usize,
+) -> napi::Result<HeapMemory> {
+  let capacity = pages * WASM_PAGE;
+  let buffer = builtins::call(env, builtins.buffer_getter, Some(memory), &[])
+    .ok_or_else(|| not_genuine(env))?;
+  let clone = builtins::structured_clone(env, buffer).ok_or_else(|| not_genuine(env))?;
+  let (data, length) = builtins::buffer_bytes(env, buffer).ok_or_else(|| not_genuine(env))?;
+  let (clone_data, clone_length) =
+    builtins::buffer_bytes(env, clone).ok_or_else(|| not_genuine(env))?;
+  let mut same_object = true;
+  // SAFETY: both are values of this call; valid out-pointer.
+  let compared = unsafe { sys::napi_strict_equals(env.raw(), buffer, clone, &mut same_object) };
+  let genuine = compared == sys::Status::napi_ok
+    && !same_object
+    && length == capacity
+    && clone_length == capacity
+    && clone_data == data
+    && (data as usize).is_multiple_of(WASM_PAGE);
+  if !genuine {
+    return Err(not_genuine(env));
+  }
+  let mut reference = ptr::null_mut();
+  // SAFETY: `clone` is a value of this call; count 1 makes the reference strong.
+  check(unsafe { sys::napi_create_reference(env.raw(), clone, 1, &mut reference) })?;
+  Ok(HeapMemory {
+    buffer,
+    data: data.cast(),
+    capacity,
+    hold: Some(Rc::new(Hold(Cell::new(reference)))),
+  })
+}
+
+/// A private memory's buffer, for contexts without shared memory and
+/// segments below [`SHARED_IN_HEAP_FROM`].
+///
+/// # Errors
+/// `ERR_SHM_IN_HEAP_UNSUPPORTED` when the buffer fails [`private_buffer`]'s checks.
+#[cfg(unix)]
+fn private_memory(
+  env: &Env,
+  builtins: &MemoryBuiltins,
+  memory: sys::napi_value,
+  pages: usize,
+) -> napi::Result<HeapMemory> {
+  let (buffer, data, capacity) =
+    private_buffer(env, builtins, memory, pages).ok_or_else(|| not_genuine(env))?;
+  Ok(HeapMemory {
+    buffer,
+    data,
+    capacity,
+    hold: None,
+  })
+}
+
+/// A private memory's buffer, its first byte and its length, if it is what
+/// makes the overlay sound: as for a shared one, except that the buffer
+/// itself must live for the memory to (the finalizer can then only forget
+/// the overlay), and it is proven a WebAssembly memory's by refusing to be
+/// detached. All of it is checked, in case the engine's memories are not
+/// like V8's (JavaScriptCore's, in Bun, are not).
+#[cfg(unix)]
+fn private_buffer(
+  env: &Env,
+  builtins: &MemoryBuiltins,
+  memory: sys::napi_value,
+  pages: usize,
+) -> Option<(sys::napi_value, *mut u8, usize)> {
+  let raw = env.raw();
+  let capacity = pages * WASM_PAGE;
+  let buffer = builtins::call(env, builtins.buffer_getter, Some(memory), &[])?;
   let mut data = ptr::null_mut();
-  let mut capacity = 0;
+  let mut length = 0;
   // SAFETY: valid out-pointers; a non-ArrayBuffer gives an error status.
-  let status = unsafe { sys::napi_get_arraybuffer_info(raw, buffer, &mut data, &mut capacity) };
+  let status = unsafe { sys::napi_get_arraybuffer_info(raw, buffer, &mut data, &mut length) };
   let genuine = status == sys::Status::napi_ok
-    && capacity == pages * WASM_PAGE
+    && length == capacity
     && (data as usize).is_multiple_of(WASM_PAGE)
     // SAFETY: `buffer` is an ArrayBuffer of this env; Node refuses
     // non-detachable buffers before detaching anything.
     && unsafe { sys::napi_detach_arraybuffer(raw, buffer) }
       == sys::Status::napi_detachable_arraybuffer_expected;
-  if genuine {
-    Some((data.cast(), capacity))
-  } else {
-    clear_pending_exception(env);
-    None
-  }
+  clear_pending_exception(env);
+  genuine.then_some((buffer, data.cast(), capacity))
 }

@@ -4,6 +4,7 @@
 
 #![deny(clippy::all)]
 
+mod builtins;
 mod channel;
 mod codes;
 mod copied_init;
@@ -19,6 +20,7 @@ mod sync;
 mod views;
 mod words;
 
+pub use builtins::take_builtins;
 pub use channel::{
   channel_calls, channel_header, channel_layout, channel_max_message, ChannelLayout, ChannelOutcome,
 };

@@ -142,11 +142,7 @@ impl NativeSegment {
     } else {
       Access::ReadWrite
     };
-    let kind = if in_heap {
-      ZeroCopy::InHeap
-    } else {
-      in_heap::zero_copy(env)
-    };
+    let kind = in_heap::view_kind(&env, segment.size(), in_heap);
     // Pruning walks every view: do it each time the list doubles, so that
     // attach stays O(1) amortized with thousands of live views.
     if self.views.len() >= self.prune_at {
@@ -414,17 +410,7 @@ fn in_bounds(
 }
 
 /// The data pointer of `value` if it is an `ArrayBuffer` or (where views are
-/// shared) a `SharedArrayBuffer`, else null.
+/// shared) a `SharedArrayBuffer`, else null (see `builtins::buffer_bytes`).
 fn arraybuffer_data(env: &Env, value: sys::napi_value) -> *mut std::ffi::c_void {
-  let mut data = std::ptr::null_mut();
-  let mut length = 0;
-  // SAFETY: `value` is an argument of this call; both out-pointers are valid.
-  // Node-API answers napi_invalid_arg for anything else (and, before Node
-  // 22.21, for a SharedArrayBuffer, which views are not there).
-  let status = unsafe { sys::napi_get_arraybuffer_info(env.raw(), value, &mut data, &mut length) };
-  if status == sys::Status::napi_ok {
-    data
-  } else {
-    std::ptr::null_mut()
-  }
+  crate::builtins::buffer_bytes(env, value).map_or(std::ptr::null_mut(), |(data, _)| data)
 }

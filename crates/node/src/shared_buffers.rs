@@ -50,6 +50,12 @@ fn create_function() -> Option<Create> {
   })
 }
 
+/// Whether this runtime makes external `SharedArrayBuffer`s.
+#[cfg(unix)]
+pub fn available() -> bool {
+  create_function().is_some()
+}
+
 /// Creates a `SharedArrayBuffer` over `[data, data + length)`; `None` where
 /// the runtime cannot.
 ///

@@ -18,11 +18,18 @@
 //!
 //! An in-heap view (in_heap.rs) is the segment mapped over a WebAssembly
 //! memory's buffer, which V8 owns and cannot detach: `detach` and `close`
-//! put zero pages back over it while the buffer is in hand, and the garbage
-//! collector frees it (its finalizer then only forgets the overlay).
+//! put zero pages back over it while the memory is sure to be allocated, and
+//! the garbage collector frees it. Over a shared memory the binding holds
+//! the memory itself ([`in_heap::Hold`]) until the overlay is gone, so the
+//! finalizer of the view's buffer puts zero pages back too (copies of the
+//! buffer posted to other threads then read zeros). Over a private memory
+//! the view's buffer is the only hold: detach needs it in hand, and its
+//! finalizer only forgets the overlay, which V8 freed with the memory.
 
 use std::ffi::c_void;
 use std::ptr;
+#[cfg(unix)]
+use std::rc::Rc;
 use std::sync::Arc;
 
 #[cfg(unix)]
@@ -30,9 +37,10 @@ use named_shm_core::{Access, Segment};
 use named_shm_core::{Error, Mapping};
 use napi::{sys, Env};
 
+use crate::builtins;
 use crate::errors::{check, throw_code, Kind, EXTERNAL_BUFFERS, OUT_OF_RANGE};
 #[cfg(unix)]
-use crate::in_heap;
+use crate::in_heap::{self, Hold};
 use crate::shared_buffers;
 
 /// A mapping handed to JavaScript.
@@ -45,6 +53,18 @@ pub struct View {
   shared: bool,
   /// The buffer's length: the mapping's, or whole WebAssembly pages in-heap.
   capacity: usize,
+  /// In-heap over a shared memory: what keeps the memory allocated until
+  /// detach, close or the buffer's finalizer has put zero pages back.
+  #[cfg(unix)]
+  hold: Option<Rc<Hold>>,
+}
+
+/// What an in-heap view's finalizer owns: the mapping, and the hold on a
+/// shared memory (shared with the view).
+#[cfg(unix)]
+struct Overlay {
+  mapping: Arc<Mapping>,
+  hold: Option<Rc<Hold>>,
 }
 
 impl View {
@@ -164,14 +184,17 @@ impl View {
         mapping,
         buffer: reference,
         shared: shared.is_some(),
+        #[cfg(unix)]
+        hold: None,
       },
       buffer,
     ))
   }
 
-  /// Maps `segment` over the buffer of a new private WebAssembly memory
-  /// (see in_heap.rs): the in-heap view, for runtimes that refuse external
-  /// buffers. Its buffer is whole 64 KiB pages, the segment's bytes first.
+  /// Maps `segment` over the buffer of a new WebAssembly memory (see
+  /// in_heap.rs): the in-heap view, for runtimes that refuse external
+  /// buffers or count them against garbage collection. Its buffer is whole
+  /// 64 KiB pages, the segment's bytes first.
   ///
   /// # Errors
   /// As [`in_heap::new_memory`] and [`Segment::map_over`].
@@ -183,14 +206,28 @@ impl View {
   ) -> napi::Result<(View, sys::napi_value)> {
     let len = usize::try_from(segment.size()).unwrap_or(usize::MAX);
     let memory = in_heap::new_memory(env, len)?;
-    // SAFETY: V8 keeps the memory allocated while `memory.buffer` lives:
-    // here, held by this call; later, until detach or close (which hold it
-    // while they put zero pages back) or the finalizer (which then only
-    // forgets the overlay). The memory object went to no one, and the
-    // buffer cannot be detached, so nothing else maps or frees the range.
-    let mapping = unsafe { segment.map_over(memory.data, memory.capacity, access) }
-      .map_err(|e| crate::errors::throw_core(env, &e))?;
-    let held = Box::into_raw(Box::new(Arc::clone(&mapping)));
+    // SAFETY: V8 keeps the memory allocated while `memory.buffer` lives
+    // (here, held by this call) and, over a shared memory, while the hold
+    // lives. Later: a shared memory's overlay goes (detach, close or the
+    // finalizer put zero pages back) before its hold is released; a private
+    // memory's goes by detach or close while they hold its buffer, or is
+    // forgotten by the finalizer once V8 freed it. The memory object went to
+    // no one, and the buffer cannot be detached, so nothing else maps or
+    // frees the range.
+    let mapped = unsafe { segment.map_over(memory.data, memory.capacity, access) };
+    let mapping = match mapped {
+      Ok(mapping) => mapping,
+      Err(error) => {
+        if let Some(hold) = &memory.hold {
+          hold.release(env.raw());
+        }
+        return Err(crate::errors::throw_core(env, &error));
+      }
+    };
+    let held = Box::into_raw(Box::new(Overlay {
+      mapping: Arc::clone(&mapping),
+      hold: memory.hold.clone(),
+    }));
     // SAFETY: `held` is a leaked Box that `release_overlay` reclaims once;
     // the buffer is an object of this env.
     let status = unsafe {
@@ -206,7 +243,12 @@ impl View {
     if status != sys::Status::napi_ok {
       // SAFETY: refused, so Node never took `held`; dropping the last
       // mapping puts zero pages back while this call holds the buffer.
-      drop(unsafe { Box::from_raw(held) });
+      let held = unsafe { Box::from_raw(held) };
+      drop(mapping);
+      drop(held.mapping);
+      if let Some(hold) = &held.hold {
+        hold.release(env.raw());
+      }
       return Err(napi::Error::new(
         napi::Status::from(status),
         "napi_add_finalizer failed",
@@ -222,6 +264,7 @@ impl View {
         mapping,
         buffer: reference,
         shared: false,
+        hold: memory.hold,
       },
       memory.buffer,
     ))
@@ -255,14 +298,11 @@ impl View {
     self.is_over_memory(env, buffer)
   }
 
-  /// Whether `buffer` is a live `ArrayBuffer` over this view's memory.
+  /// Whether `buffer` is a live `ArrayBuffer` (or `SharedArrayBuffer`)
+  /// over this view's memory.
   fn is_over_memory(&self, env: &Env, buffer: sys::napi_value) -> bool {
-    let mut data = ptr::null_mut();
-    let mut length = 0;
-    // SAFETY: `buffer` is a value of this env; both out-pointers are valid.
-    let status =
-      unsafe { sys::napi_get_arraybuffer_info(env.raw(), buffer, &mut data, &mut length) };
-    status == sys::Status::napi_ok && self.starts_at(data) && length == self.capacity
+    builtins::buffer_bytes(env, buffer)
+      .is_some_and(|(data, length)| self.starts_at(data) && length == self.capacity)
   }
 
   /// Detaches `buffer` (by default the one we made) so that every view on it
@@ -288,6 +328,18 @@ impl View {
       #[cfg(unix)]
       if let Err(error) = self.mapping.zero_in_place() {
         return Err(Box::new((self, error)));
+      }
+      self.forget(env);
+      return Ok(());
+    }
+    #[cfg(unix)]
+    if let Some(hold) = &self.hold {
+      if hold.is_held() {
+        // SAFETY: the hold keeps the memory allocated for this call; once
+        // the zero pages are back, nothing reaches the segment through any
+        // buffer over it, here or in another thread.
+        unsafe { self.mapping.unmap() };
+        hold.release(env.raw());
       }
       self.forget(env);
       return Ok(());
@@ -375,14 +427,24 @@ unsafe extern "C" fn release_shared(_data: *mut c_void, hint: *mut c_void) {
   unsafe { mapping.unmap() };
 }
 
-/// An in-heap view's finalizer: the garbage collector freed its buffer, and
-/// V8 frees (or has freed) the WebAssembly memory, overlay and all.
+/// An in-heap view's finalizer: the garbage collector freed its buffer.
+/// Over a shared memory still held, copies of the buffer in other threads
+/// may still reach the memory: zero pages go back over it, then the hold.
+/// Otherwise V8 frees (or has freed) the memory, overlay and all.
 #[cfg(unix)]
-unsafe extern "C" fn release_overlay(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
+unsafe extern "C" fn release_overlay(env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
   // SAFETY: `data` is the Box leaked in `View::in_heap` (napi_add_finalizer's
   // `finalize_data`), reclaimed only here.
-  let mapping = unsafe { Box::from_raw(data.cast::<Arc<Mapping>>()) };
-  // SAFETY: the buffer is gone, so nothing in JavaScript reaches the memory,
-  // which V8 may already have reused: forget it without touching it.
-  unsafe { mapping.forget_overlay() };
+  let overlay = unsafe { Box::from_raw(data.cast::<Overlay>()) };
+  match &overlay.hold {
+    Some(hold) if hold.is_held() => {
+      // SAFETY: the hold keeps the memory allocated for this call.
+      unsafe { overlay.mapping.unmap() };
+      hold.release(env);
+    }
+    // SAFETY: the buffer is gone and the memory not held (a released hold
+    // came after its overlay went), so V8 may already have reused it:
+    // forget it without touching it.
+    _ => unsafe { overlay.mapping.forget_overlay() },
+  }
 }

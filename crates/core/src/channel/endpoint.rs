@@ -9,7 +9,7 @@ use super::layout::{
   Geometry, Header, CLOSED, FLAG_SENDER_SEEN, HEADER_BYTES, MAGIC, NOBODY, VERSION,
 };
 use super::peers::{self, Claim, Senders};
-use super::ring::{Area, Futex, Message, Push, Ring};
+use super::ring::{Area, Futex, Message, Push, Ring, Seen};
 use crate::error::{Error, Result};
 use crate::mapping::{Mapping, Pinned};
 use crate::mutex::{Attempt, LockOutcome, Owner, SharedMutex, LIVENESS_SLICE};
@@ -33,8 +33,9 @@ pub enum Sent {
 /// How a [`Channel::receive`] ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Received {
-  /// A message, readable at [`Message::offset`] of the data area until the
-  /// next `receive` or `close`.
+  /// A message, readable at [`Message::offset`] of the data area until
+  /// [`Channel::release`] frees it (the next `receive` finds it again until
+  /// then).
   Message(Message),
   /// Nothing came within the timeout.
   TimedOut,
@@ -61,8 +62,8 @@ pub struct Channel {
   sender_slot: Option<usize>,
   /// Whether we hold the receiver slot.
   receiving: bool,
-  /// `tail` after the message last handed out, freed at the next receive.
-  pending: Option<u64>,
+  /// What this end last read of the other end's position.
+  seen: Seen,
   closed: bool,
 }
 
@@ -224,7 +225,7 @@ impl Channel {
       geometry,
       sender_slot: None,
       receiving: false,
-      pending: None,
+      seen: Seen::default(),
       closed: false,
     }
   }
@@ -328,7 +329,7 @@ impl Channel {
     if header.receiver.load(Ordering::SeqCst) != CLOSED {
       if let Attempt::Locked(_) = lock.attempt(Owner::current(), false, false) {
         // SAFETY: we hold the send lock; the caller vouches for `src`.
-        let pushed = unsafe { ring.try_push(src, len) };
+        let pushed = unsafe { ring.try_push(src, len, &self.seen) };
         lock.unlock()?;
         if pushed? == Push::Sent {
           ring.wake_receiver(&OsFutex)?;
@@ -356,7 +357,7 @@ impl Channel {
         _ => return Ok(Sent::TimedOut),
       }
       // SAFETY: we hold the send lock; the caller vouches for `src`.
-      let pushed = unsafe { ring.try_push(src, len) };
+      let pushed = unsafe { ring.try_push(src, len, &self.seen) };
       lock.unlock()?;
       if pushed? == Push::Sent {
         if slept {
@@ -388,10 +389,12 @@ impl Channel {
     }
   }
 
-  /// The next message, waiting up to `timeout` (`None`: for ever) while
-  /// the ring is empty; frees the one handed out before. With `spin`,
-  /// watches a moment before sleeping. With `check` (or whenever it
-  /// sleeps), asks the OS whether the senders still live.
+  /// The oldest message not yet released, waiting up to `timeout` (`None`:
+  /// for ever) while the ring is empty. It stays in the ring until
+  /// [`Channel::release`]: the caller frees it (here, or in JavaScript over
+  /// the segment, as the binding's facade does). With `spin`, watches a
+  /// moment before sleeping. With `check` (or whenever it sleeps), asks the
+  /// OS whether the senders still live.
   ///
   /// # Errors
   /// [`Error::ChannelBusy`] while another receiver is attached,
@@ -406,12 +409,8 @@ impl Channel {
     self.check_open()?;
     self.claim_receiver()?;
     let ring = ring_of(&self.pin, self.geometry);
-    if let Some(next) = self.pending.take() {
-      ring.release(next, &OsFutex)?;
-    }
     // The common case first, without the clock.
-    if let Some(message) = ring.peek()? {
-      self.pending = Some(message.next);
+    if let Some(message) = ring.peek(&self.seen)? {
       return Ok(Received::Message(message));
     }
     let header = ring.header;
@@ -422,12 +421,11 @@ impl Channel {
     let mut slept = false;
     let mut next_check = if check { start } else { start + LIVENESS_SLICE };
     loop {
-      if let Some(message) = ring.peek()? {
+      if let Some(message) = ring.peek(&self.seen)? {
         if slept {
           // Teach the spin how long the answer took (see sync.rs).
           spinner.slept(Some(start.elapsed()));
         }
-        self.pending = Some(message.next);
         return Ok(Received::Message(message));
       }
       let now = Instant::now();
@@ -440,8 +438,8 @@ impl Channel {
           Senders::Present => {}
           // A sender may have published and left between our peek and
           // the look at the slots: the end is only the end when empty.
-          Senders::AllClosed if ring.peek()?.is_none() => return Ok(Received::Ended),
-          Senders::Died if ring.peek()?.is_none() => {
+          Senders::AllClosed if ring.peek(&self.seen)?.is_none() => return Ok(Received::Ended),
+          Senders::Died if ring.peek(&self.seen)?.is_none() => {
             return Err(Error::PeerDied("every sender".into()))
           }
           _ => continue,
@@ -463,6 +461,48 @@ impl Channel {
       ring.sleep_for_data(&OsFutex, Some(slice(left)))?;
       slept = true;
     }
+  }
+
+  /// Frees a message handed out by [`Channel::receive`] (and whatever wrap
+  /// preceded it), and wakes senders that sleep for space.
+  ///
+  /// # Errors
+  /// [`Error::InvalidArgument`] unless this end is the receiver; an OS
+  /// error from the wake.
+  pub fn release(&self, message: &Message) -> Result<()> {
+    if !self.receiving || self.closed {
+      return Err(Error::InvalidArgument(
+        "only the open receiver frees messages".into(),
+      ));
+    }
+    self.ring().release(message.next, &OsFutex)
+  }
+
+  /// Wakes senders that sleep for space, if any: for a receiver that frees
+  /// messages by storing `tail` itself (the facade, in JavaScript).
+  ///
+  /// # Errors
+  /// An OS error from the wake.
+  pub fn wake_senders(&self) -> Result<()> {
+    self.ring().wake_senders(&OsFutex)
+  }
+
+  /// Wakes the receiver if it sleeps: for a sender that published by
+  /// storing `head` itself (the facade, in JavaScript).
+  ///
+  /// # Errors
+  /// An OS error from the wake.
+  pub fn wake_receiver(&self) -> Result<()> {
+    self.ring().wake_receiver(&OsFutex)
+  }
+
+  /// Releases the send lock, which this thread took by compare-and-swap
+  /// with [`Owner::locked_word`], and wakes a sender that waits for it.
+  ///
+  /// # Errors
+  /// [`Error::NotOwner`] if this thread does not hold it.
+  pub fn unlock_send(&self) -> Result<()> {
+    SharedMutex::new(&self.header().send_lock).unlock()
   }
 
   /// The payload of a message handed out by [`Channel::receive`], copied.
@@ -490,12 +530,7 @@ impl Channel {
     std::sync::atomic::fence(Ordering::SeqCst);
     let value = seq.load(Ordering::SeqCst);
     let ready = match side {
-      Side::Receiver => {
-        let consumed = self
-          .pending
-          .unwrap_or_else(|| header.tail.load(Ordering::SeqCst));
-        header.head.load(Ordering::SeqCst) != consumed
-      }
+      Side::Receiver => header.head.load(Ordering::SeqCst) != header.tail.load(Ordering::SeqCst),
       Side::Sender => self.ring().fits(len),
     };
     if ready {
@@ -530,6 +565,7 @@ impl Channel {
     }
     if self.receiving {
       // What is left in the ring stays there: nobody will read it.
+      header.closed.store(1, Ordering::SeqCst);
       header.receiver.store(CLOSED, Ordering::SeqCst);
     }
     let _ = ring.wake_all(&OsFutex);

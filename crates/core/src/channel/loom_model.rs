@@ -2,7 +2,9 @@
 //! receiver (and of two senders) is explored, with the data area in loom
 //! cells so that a read of a record not yet published, or a write over one
 //! not yet consumed, is a reported race; a lost wake-up is a deadlock loom
-//! reports.
+//! reports. Each end keeps its [`Seen`] across messages, as the endpoint
+//! and the JavaScript facade do, so a stale position is in every
+//! interleaving too.
 //!
 //! `npm run test:loom` runs it with the other models.
 
@@ -14,7 +16,7 @@ use loom::sync::{Arc, Condvar, Mutex};
 use loom::thread;
 
 use super::layout::{AtomicU32, Header};
-use super::ring::{Area, Futex, Push, Ring};
+use super::ring::{Area, Futex, Push, Ring, Seen};
 use crate::error::Result;
 
 /// A data area of 8-byte words; payloads here are at most 8 bytes.
@@ -107,14 +109,14 @@ fn ring(shared: &Shared) -> Ring<'_, &Words> {
   }
 }
 
-fn send(shared: &Shared, value: u64, len: usize) {
+fn send(shared: &Shared, seen: &Seen, value: u64, len: usize) {
   let ring = ring(shared);
   let bytes = value.to_le_bytes();
   loop {
     let pushed = {
       let _turn = shared.send_lock.lock().unwrap();
       // SAFETY: `bytes` lives; we hold the send lock.
-      unsafe { ring.try_push(bytes.as_ptr(), len) }.unwrap()
+      unsafe { ring.try_push(bytes.as_ptr(), len, seen) }.unwrap()
     };
     if pushed == Push::Sent {
       ring.wake_receiver(&shared.futex).unwrap();
@@ -124,10 +126,10 @@ fn send(shared: &Shared, value: u64, len: usize) {
   }
 }
 
-fn receive(shared: &Shared, read: bool) -> (usize, u64) {
+fn receive(shared: &Shared, seen: &Seen, read: bool) -> (usize, u64) {
   let ring = ring(shared);
   loop {
-    if let Some(message) = ring.peek().unwrap() {
+    if let Some(message) = ring.peek(seen).unwrap() {
       let value = if read {
         shared.words.payload(message.offset)
       } else {
@@ -157,12 +159,14 @@ fn one_sender_through_full_and_wrapping_ring() {
     // the third wraps.
     let sizes = [0usize, 8, 8];
     let sender = thread::spawn(move || {
+      let seen = Seen::default();
       for (n, len) in sizes.into_iter().enumerate() {
-        send(&theirs, n as u64 + 1, len);
+        send(&theirs, &seen, n as u64 + 1, len);
       }
     });
+    let seen = Seen::default();
     for (n, len) in sizes.into_iter().enumerate() {
-      let (got_len, value) = receive(&shared, len > 0);
+      let (got_len, value) = receive(&shared, &seen, len > 0);
       assert_eq!(got_len, len);
       if len > 0 {
         assert_eq!(value, n as u64 + 1);
@@ -180,11 +184,12 @@ fn two_senders_take_turns() {
       .into_iter()
       .map(|value| {
         let theirs = Arc::clone(&shared);
-        thread::spawn(move || send(&theirs, value, 8))
+        thread::spawn(move || send(&theirs, &Seen::default(), value, 8))
       })
       .collect();
-    let (_, first) = receive(&shared, true);
-    let (_, second) = receive(&shared, true);
+    let seen = Seen::default();
+    let (_, first) = receive(&shared, &seen, true);
+    let (_, second) = receive(&shared, &seen, true);
     let mut both = [first, second];
     both.sort_unstable();
     assert_eq!(both, [1, 2]);

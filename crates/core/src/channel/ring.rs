@@ -7,6 +7,11 @@
 //!   nothing; the next one writes over its half-made record.
 //! - The one receiver reads records between `tail` and `head` (acquire) and
 //!   frees them by advancing `tail` (release).
+//! - Each end keeps what it last read of the other's position ([`Seen`])
+//!   and reads it again only when that is not enough (no room, no message):
+//!   positions only grow, so an old value means less room or fewer
+//!   messages, never a wrong one, and a busy channel does not move the
+//!   other end's cache line for every message.
 //! - Sleeping is an eventcount: a side that finds nothing to do counts
 //!   itself in its sleeper count, reads the sequence word, looks once more,
 //!   then sleeps on the sequence word. The other side, after each store of
@@ -16,6 +21,7 @@
 //!   other's, so one of the two always sees the other (a Dekker pair, with
 //!   fences because loom models those and not `SeqCst` loads and stores).
 
+use std::cell::Cell;
 use std::time::Duration;
 
 use super::layout::{record_bytes, AtomicU32, Header, KIND_MESSAGE, KIND_WRAP, RECORD_HEADER};
@@ -67,6 +73,16 @@ pub(crate) enum Push {
   Full,
 }
 
+/// What one end last read of the other end's position (see the top of this
+/// file). Each end keeps its own.
+#[derive(Debug, Default)]
+pub(crate) struct Seen {
+  /// A sender's last look at `tail`.
+  tail: Cell<u64>,
+  /// The receiver's last look at `head`.
+  head: Cell<u64>,
+}
+
 /// A ring over its header and data area.
 pub(crate) struct Ring<'a, A> {
   pub header: &'a Header,
@@ -97,7 +113,14 @@ impl<A: Area> Ring<'_, A> {
     used <= self.capacity as u64 && self.needed(head, len) as u64 <= self.capacity as u64 - used
   }
 
-  /// Writes and publishes one message, or says the ring is full.
+  /// Whether `needed` bytes are free from `head` on, were `tail` where it is.
+  fn has_room(&self, head: u64, tail: u64, needed: usize) -> bool {
+    let used = head.wrapping_sub(tail);
+    used <= self.capacity as u64 && needed as u64 <= self.capacity as u64 - used
+  }
+
+  /// Writes and publishes one message, or says the ring is full. `seen`
+  /// is this sender's.
   ///
   /// # Safety
   /// The caller holds the send lock (no other sender writes meanwhile), and
@@ -106,20 +129,30 @@ impl<A: Area> Ring<'_, A> {
   /// # Errors
   /// An error from the copy; [`Error::NotAChannel`] if `head` and `tail`
   /// are further apart than the area (a foreign writer).
-  pub unsafe fn try_push(&self, src: *const u8, len: usize) -> Result<Push> {
+  pub unsafe fn try_push(&self, src: *const u8, len: usize, seen: &Seen) -> Result<Push> {
     debug_assert!(len <= self.max_message);
     // Only senders, one at a time, store head.
     let mut head = self.header.head.load(Ordering::Relaxed);
-    // Acquire: the receiver's reads of the space we reuse came before.
-    let tail = self.header.tail.load(Ordering::Acquire);
-    let used = head.wrapping_sub(tail);
-    if used > self.capacity as u64 {
+    // Records are multiples of 8 bytes: any other position is a foreign
+    // writer's, and an access there would be misaligned.
+    if !head.is_multiple_of(8) {
       return Err(Error::NotAChannel(format!(
-        "its head ({head}) and tail ({tail}) are more than the capacity apart"
+        "its head ({head}) is not a multiple of 8"
       )));
     }
-    if self.needed(head, len) as u64 > self.capacity as u64 - used {
-      return Ok(Push::Full);
+    let needed = self.needed(head, len);
+    if !self.has_room(head, seen.tail.get(), needed) {
+      // Acquire: the receiver's reads of the space we reuse came before.
+      let tail = self.header.tail.load(Ordering::Acquire);
+      seen.tail.set(tail);
+      if head.wrapping_sub(tail) > self.capacity as u64 {
+        return Err(Error::NotAChannel(format!(
+          "its head ({head}) and tail ({tail}) are more than the capacity apart"
+        )));
+      }
+      if !self.has_room(head, tail, needed) {
+        return Ok(Push::Full);
+      }
     }
     let mut at = (head % self.capacity as u64) as usize;
     let record = record_bytes(len);
@@ -148,15 +181,26 @@ impl<A: Area> Ring<'_, A> {
     Ok(())
   }
 
-  /// The oldest message not yet consumed, if any.
+  /// The oldest message not yet consumed, if any. `seen` is the
+  /// receiver's: an empty ring is always judged on a fresh read of `head`.
   ///
   /// # Errors
   /// [`Error::NotAChannel`] for a record no sender of this layout writes
   /// (the segment was overwritten by something else): never read past it.
-  pub fn peek(&self) -> Result<Option<Message>> {
+  pub fn peek(&self, seen: &Seen) -> Result<Option<Message>> {
     // Only the receiver stores tail.
     let mut tail = self.header.tail.load(Ordering::Relaxed);
-    let head = self.header.head.load(Ordering::SeqCst);
+    if !tail.is_multiple_of(8) {
+      return Err(Error::NotAChannel(format!(
+        "its tail ({tail}) is not a multiple of 8"
+      )));
+    }
+    let mut head = seen.head.get();
+    let ahead = head.wrapping_sub(tail);
+    if ahead == 0 || ahead > self.capacity as u64 {
+      head = self.header.head.load(Ordering::SeqCst);
+      seen.head.set(head);
+    }
     let corrupt = |what: String| Err(Error::NotAChannel(what));
     // At most one wrap record precedes a message.
     for _ in 0..2 {
@@ -192,6 +236,11 @@ impl<A: Area> Ring<'_, A> {
   /// and wakes senders that sleep for space.
   pub fn release(&self, next: u64, futex: &impl Futex) -> Result<()> {
     self.header.tail.store(next, Ordering::Release);
+    self.wake_senders(futex)
+  }
+
+  /// After freeing space: wakes senders that sleep for it.
+  pub fn wake_senders(&self, futex: &impl Futex) -> Result<()> {
     fence(Ordering::SeqCst);
     if self.header.sender_sleepers.load(Ordering::Relaxed) > 0 {
       self.header.space_seq.fetch_add(1, Ordering::SeqCst);

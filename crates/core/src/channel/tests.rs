@@ -40,7 +40,11 @@ fn send(channel: &mut Channel, bytes: &[u8]) -> Result<Sent, Error> {
 
 fn receive(channel: &mut Channel) -> Result<Option<Vec<u8>>, Error> {
   match channel.receive(Some(Duration::from_secs(10)), true, false)? {
-    Received::Message(message) => Ok(Some(channel.copy_payload(&message)?)),
+    Received::Message(message) => {
+      let payload = channel.copy_payload(&message)?;
+      channel.release(&message)?;
+      Ok(Some(payload))
+    }
     Received::Ended => Ok(None),
     Received::TimedOut => panic!("timed out"),
   }
