@@ -223,3 +223,22 @@ test.serial('views dropped while their handle stays open are released by the gar
   assertBackTo(t, await countsBackTo(before), before)
   t.is(new Int32Array(shm.attach().buffer)[0], 19, 'the handle still attaches')
 })
+
+test.serial('a closed handle, once collected, leaves the handle that took its place open', async (t) => {
+  const shm = scratch(t, 1 << 16)
+  const holder: { later?: SharedMemory } = {}
+  ;(function closeAndDrop() {
+    const dropped = SharedMemory.open(shm.name, 0)
+    dropped.attach()
+    dropped.close()
+    holder.later = SharedMemory.open(shm.name, 0)
+  })()
+  await collectGarbage()
+  await pause()
+  await collectGarbage()
+  const later = holder.later!
+  t.false(later.closed)
+  later.write('still open', 0)
+  t.is(later.attach().toString('utf8', 0, 10), 'still open')
+  later.close()
+})

@@ -176,10 +176,13 @@ test('init is checked like every option', (t) => {
   t.false(exists(name))
 })
 
-test('the binding called directly with an init that is not a function: a coded error, nothing published', (t) => {
+test('the binding called directly with an init that is not a function, or an owner that is not an object: a coded error, nothing published', (t) => {
   const name = uniqueName('init-binding')
-  const open = () => segmentCalls().open(name, 64, true, false, false, true, false, 0o600, 42 as never, new Float64Array(4))
+  const open = () => segmentCalls().open({}, name, 64, true, false, false, true, false, 0o600, 42 as never, new Float64Array(4))
   t.throws(open, { code: 'ERR_INVALID_ARG_TYPE' })
+  const ownerless = (owner: unknown) =>
+    segmentCalls().open(owner as object, name, 64, true, false, false, true, false, 0o600, undefined, new Float64Array(4))
+  for (const owner of [undefined, null, 1, 'shm']) t.throws(() => ownerless(owner), { code: 'ERR_INVALID_ARG_TYPE', message: /owner/ })
   t.false(exists(name))
   t.deepEqual(traces(name), [])
 })
@@ -188,7 +191,7 @@ test('the binding called directly with a wrong info array: a coded error, nothin
   const name = uniqueName('init-info')
   deleteAtEnd(t, name)
   const open = (init: (() => void) | undefined, info: unknown) =>
-    segmentCalls().open(name, 64, true, false, false, true, false, 0o600, init, info as Float64Array)
+    segmentCalls().open({}, name, 64, true, false, false, true, false, 0o600, init, info as Float64Array)
   t.throws(() => open(undefined, new Float32Array(4)), { code: 'ERR_INVALID_ARG_TYPE' })
   t.throws(() => open(undefined, new Float64Array(3)), { code: 'ERR_INVALID_ARG_TYPE' })
   t.false(exists(name))

@@ -151,6 +151,24 @@ test('close twice does nothing the second time', (t) => {
   t.is(shm.size, 64)
 })
 
+test('a closed handle stays closed while later handles take its place, and closing it again closes none of them', (t) => {
+  const first = scratch(t, 64)
+  first.close()
+  const later = Array.from({ length: 8 }, () => SharedMemory.open(first.name, 0))
+  t.true(first.closed)
+  t.throws(() => first.attach(), { code: 'ERR_SHM_CLOSED' })
+  t.throws(() => first.read(), { code: 'ERR_SHM_CLOSED' })
+  first.close()
+  first[Symbol.dispose]()
+  later.forEach((handle, i) => {
+    t.false(handle.closed)
+    handle.write(String(i), i)
+    t.is(handle.attach().toString('utf8', i, i + 1), String(i))
+    handle.close()
+    t.true(handle.closed)
+  })
+})
+
 test('every method after close throws ERR_SHM_CLOSED; properties stay readable', (t) => {
   const shm = scratch(t, 64)
   const view = shm.attach()

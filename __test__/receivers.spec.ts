@@ -3,6 +3,7 @@
 
 import test from 'ava'
 
+import { segmentCalls } from '../binding'
 import { SharedMemory, SharedMutex } from '../index'
 import { scratch } from './helpers'
 
@@ -30,6 +31,27 @@ test('the methods still work on a real handle after those calls', (t) => {
   const shm = scratch(t, 16)
   t.is(shm.write('ok'), 2)
   t.is(shm.read(0, 2).toString(), 'ok')
+})
+
+test('the binding called with something that is not a handle: ERR_INVALID_ARG_TYPE; with a number that is no open handle: closed', (t) => {
+  const calls = segmentCalls()
+  const shm = scratch(t, 16)
+  const own = SharedMemory.nativeOf(shm)
+  for (const handle of [{}, null, undefined, 'x', 0, -1, 1.5, Number.NaN, 2 ** 53]) {
+    t.throws(() => calls.closed(handle as number), { code: 'ERR_INVALID_ARG_TYPE', message: /handle/ })
+    t.throws(() => calls.attach(handle as number, false, false), { code: 'ERR_INVALID_ARG_TYPE' })
+    t.throws(() => calls.close(handle as number), { code: 'ERR_INVALID_ARG_TYPE' })
+  }
+  // Later generations of this handle's slot (which it holds open), and the
+  // last slot of all (which no process opens 16 Mi handles to reach).
+  for (const handle of [own + 2 ** 24, own + 2 ** 30, 2 ** 53 - 1]) {
+    t.true(calls.closed(handle))
+    t.throws(() => calls.attach(handle, false, false), { code: 'ERR_SHM_CLOSED' })
+    t.throws(() => calls.read(handle, 0, 1), { code: 'ERR_SHM_CLOSED' })
+    t.notThrows(() => calls.close(handle))
+  }
+  t.false(shm.closed)
+  t.is(shm.write('ok'), 2)
 })
 
 test('new SharedMemory() throws ERR_ILLEGAL_CONSTRUCTOR', (t) => {

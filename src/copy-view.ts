@@ -33,7 +33,7 @@ const attachedMark = Symbol.for('named-shm.attached')
  * Notes a buffer that attach() made: copies from or into it go through the
  * addon. A SharedArrayBuffer needs no mark (`isPrivate` refuses them all),
  * and a WebAssembly memory's (an in-heap view) cannot take one: it is not
- * extensible.
+ * extensible. (A mark costs each attach a map transition, too.)
  */
 export function noteAttached(buffer: ArrayBufferLike): void {
   if (typeof SharedArrayBuffer === 'function' && buffer instanceof SharedArrayBuffer) return

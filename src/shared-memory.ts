@@ -79,11 +79,31 @@ const construct = Symbol('construct')
 /** The binding's calls (crates/node/src/segment_calls.rs). */
 const calls = segmentCalls()
 
-/** An open segment in the binding: an opaque handle its calls take. */
-type Handle = object
+/** An open segment in the binding: the number its calls take. */
+type Handle = number
 
 /** What `calls.open` writes besides its result: size, owner, mode (NaN where none), created (1 or 0). */
 const opened = new Float64Array(4)
+
+/**
+ * OS names already asked for, by name (one map per namespace): the OS name
+ * is a pure function of the name, and asking the addon costs a call.
+ * Cleared when full, so that a program opening ever new names keeps few.
+ */
+const osNames = [new Map<string, string>(), new Map<string, string>()] as const
+const OS_NAMES_MAX = 256
+
+/** The OS name of `name`, a name that `calls.open` just accepted. */
+function osNameOfOpened(name: string, global: boolean): string {
+  const known = osNames[global ? 1 : 0]
+  let osName = known.get(name)
+  if (osName === undefined) {
+    osName = osNameOf(name, global)
+    if (known.size >= OS_NAMES_MAX) known.clear()
+    known.set(name, osName)
+  }
+  return osName
+}
 
 /** Every key of {@link NameOptions}. */
 const NAME_OPTIONS = ['global'] as const
@@ -118,6 +138,20 @@ function initOption(init: unknown, create: boolean): ((buffer: ArrayBuffer) => v
       throw invalidArgValue('options.init', 'must be synchronous: the name cannot wait for the promise it returned', 'a promise')
     }
   }
+}
+
+/**
+ * The Buffer an attach gives: the binding's own where it made one (over an
+ * external ArrayBuffer), else one over the first `size` bytes of the buffer
+ * it made (an in-heap view's ArrayBuffer is whole 64 KiB pages).
+ */
+function viewOf(made: Buffer | ArrayBuffer | SharedArrayBuffer, size: number): Buffer {
+  if (ArrayBuffer.isView(made)) {
+    noteAttached(made.buffer)
+    return made
+  }
+  noteAttached(made)
+  return Buffer.from(made, 0, size)
 }
 
 function isThenable(value: unknown): boolean {
@@ -173,20 +207,26 @@ export class SharedMemory implements Disposable {
   constructor(
     token: typeof construct,
     name: string,
-    native: Handle,
-    osName: string,
+    size: number,
+    create: boolean,
+    exclusive: boolean,
     readOnly: boolean,
-    info: Float64Array,
+    reserve: boolean,
+    global: boolean,
+    mode: number,
+    init: ((buffer: ArrayBuffer) => void) | undefined,
   ) {
     if (token !== construct) throw illegalConstructor('use SharedMemory.open() to open a segment')
+    // The binding closes the handle when this object is collected open.
+    const native = calls.open(this, name, size, create, exclusive, readOnly, reserve, global, mode, init, opened)
     // Every field in one order, then frozen: one shape for every handle.
     this.name = name
-    this.osName = osName
-    this.size = info[0]
+    this.osName = osNameOfOpened(name, global)
+    this.size = opened[0]
     this.readOnly = readOnly
-    this.owner = Number.isNaN(info[1]) ? null : info[1]
-    this.mode = Number.isNaN(info[2]) ? null : info[2]
-    this.created = info[3] === 1
+    this.owner = Number.isNaN(opened[1]) ? null : opened[1]
+    this.mode = Number.isNaN(opened[2]) ? null : opened[2]
+    this.created = opened[3] === 1
     this.#native = native
     this.#copyView = undefined
     this.#copiesWithoutView = 0
@@ -223,8 +263,7 @@ export class SharedMemory implements Disposable {
     }
     if (create && size === 0) throw outOfRange('size', '>= 1 && <= 2^53 - 1 to create a segment', size)
     const init = initOption(given.init, create)
-    const [native, osName] = calls.open(name, size, create, exclusive, readOnly, reserve, global, mode, init, opened)
-    return new SharedMemory(construct, name, native, osName, readOnly, opened)
+    return new SharedMemory(construct, name, size, create, exclusive, readOnly, reserve, global, mode, init)
   }
 
   /**
@@ -283,10 +322,7 @@ export class SharedMemory implements Disposable {
         this.size,
       )
     }
-    const buffer = calls.attach(native, readOnly, inHeap)
-    noteAttached(buffer)
-    // An in-heap view's ArrayBuffer is whole 64 KiB pages: the segment first.
-    return Buffer.from(buffer, 0, this.size)
+    return viewOf(calls.attach(native, readOnly, inHeap), this.size)
   }
 
   /**
@@ -409,9 +445,7 @@ export class SharedMemory implements Disposable {
       // address space, more than a few copies are worth.
       if (this.size <= COPY_VIEW_MAX && zeroCopy() === 'external' && faultCount() >= 0 && !calls.closed(native)) {
         try {
-          const buffer = calls.attach(native, this.readOnly, false)
-          noteAttached(buffer)
-          this.#copyView = Buffer.from(buffer, 0, this.size)
+          this.#copyView = viewOf(calls.attach(native, this.readOnly, false), this.size)
         } catch {
           // No view (ENOMEM, ERR_SHM_EXTERNAL_BUFFERS): the addon copies.
         }

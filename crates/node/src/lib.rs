@@ -9,6 +9,7 @@ mod channel;
 mod codes;
 mod copied_init;
 mod errors;
+mod handles;
 mod hot;
 mod in_heap;
 mod outcome;

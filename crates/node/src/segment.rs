@@ -125,9 +125,10 @@ impl NativeSegment {
       .map_or_else(String::new, |s| s.name().os_name().to_owned())
   }
 
-  /// Maps the segment and returns an `ArrayBuffer` over it (`PR_AttachSharedMemory`):
-  /// an external buffer where the runtime allows them, else (or with
-  /// `in_heap`) the segment mapped over a WebAssembly memory's buffer.
+  /// Maps the segment and returns a view of it (`PR_AttachSharedMemory`):
+  /// an external buffer where the runtime allows them (a `SharedArrayBuffer`,
+  /// or a `Buffer` over an `ArrayBuffer`), else (or with `in_heap`) the
+  /// segment mapped over a WebAssembly memory's buffer.
   pub(crate) fn attach(
     &mut self,
     env: &Env,
@@ -378,7 +379,8 @@ fn run_init(env: &Env, init: sys::napi_value, mapping: Arc<Mapping>) -> napi::Re
   Ok(())
 }
 
-fn closed(env: &Env) -> napi::Error {
+/// `ERR_SHM_CLOSED`.
+pub(crate) fn closed(env: &Env) -> napi::Error {
   throw_code(
     env,
     Kind::Error,

@@ -3,11 +3,13 @@
 //! few microseconds of system calls, and napi-rs's class machinery (a
 //! wrapped object per handle, a type-tag check and an unwrap per call, an
 //! options object read property by property, a getter call per property)
-//! cost as much again. Here a handle is an external of ours, type-tagged,
-//! holding one [`NativeSegment`]; `open` takes its options as arguments and
-//! hands back everything the facade shows in one go.
+//! cost as much again. Here a handle is a number, the id of one
+//! [`NativeSegment`] in this thread's table (handles.rs), and the object
+//! that owns it (the facade's `SharedMemory`) carries the finalizer; `open`
+//! takes its options as arguments and hands back everything the facade
+//! shows in one go.
 
-use std::cell::RefCell;
+use std::borrow::Cow;
 use std::ffi::c_void;
 use std::ptr;
 
@@ -17,22 +19,13 @@ use napi_derive::napi;
 
 use crate::channel::bytes;
 use crate::errors::{check, throw_code, ErrorCode, Kind};
+use crate::handles::{self, Cell, Id};
 use crate::hot::{args, boolean, number, object_of_calls, respond, type_error};
-use crate::segment::{delete_segment, NativeSegment};
-
-/// Marks the externals that hold a segment handle, so no other external is
-/// taken for one.
-const TAG: sys::napi_type_tag = sys::napi_type_tag {
-  lower: 0x6e61_6d65_642d_7368,
-  upper: 0x6d2d_7365_676d_656e,
-};
-
-/// What each external owns.
-type Cell = RefCell<NativeSegment>;
+use crate::segment::{closed, delete_segment, NativeSegment};
 
 /// The calls of `SharedMemory`, as an object of plain functions.
 #[napi(
-  ts_return_type = "{ open(name: string, size: number, create: boolean, exclusive: boolean, readOnly: boolean, reserve: boolean, global: boolean, mode: number, init: ((buffer: ArrayBuffer) => void) | undefined, info: Float64Array): [handle: object, osName: string]; attach(handle: object, readOnly: boolean, inHeap: boolean): ArrayBuffer; detach(handle: object, buffer: ArrayBuffer | SharedArrayBuffer): void; read(handle: object, offset: number, length: number): Buffer; readInto(handle: object, target: Uint8Array, offset: number): number; write(handle: object, source: Uint8Array, offset: number): number; close(handle: object): void; closed(handle: object): boolean; delete(name: string, global: boolean): void }"
+  ts_return_type = "{ open(owner: object, name: string, size: number, create: boolean, exclusive: boolean, readOnly: boolean, reserve: boolean, global: boolean, mode: number, init: ((buffer: ArrayBuffer) => void) | undefined, info: Float64Array): number; attach(handle: number, readOnly: boolean, inHeap: boolean): Buffer | ArrayBuffer | SharedArrayBuffer; detach(handle: number, buffer: ArrayBuffer | SharedArrayBuffer): void; read(handle: number, offset: number, length: number): Buffer; readInto(handle: number, target: Uint8Array, offset: number): number; write(handle: number, source: Uint8Array, offset: number): number; close(handle: number): void; closed(handle: number): boolean; delete(name: string, global: boolean): void }"
 )]
 pub fn segment_calls(env: Env) -> napi::Result<napi::bindgen_prelude::Object<'static>> {
   object_of_calls(
@@ -56,92 +49,106 @@ pub fn segment_calls(env: Env) -> napi::Result<napi::bindgen_prelude::Object<'st
 /// created the segment, else 0.
 const INFO_LEN: usize = 4;
 
-/// The handle an argument holds.
-fn handle(env: &Env, value: sys::napi_value) -> napi::Result<&Cell> {
-  let mut tagged = false;
-  let mut data = ptr::null_mut();
-  // SAFETY: `value` is an argument of the running call. Only externals we
-  // made carry TAG, and they hold a `Box<Cell>` until their finalizer runs,
-  // which cannot happen while the value is an argument of this call.
-  unsafe {
-    if sys::napi_check_object_type_tag(env.raw(), value, &TAG, &mut tagged) == sys::Status::napi_ok
-      && tagged
-      && sys::napi_get_value_external(env.raw(), value, &mut data) == sys::Status::napi_ok
-      && !data.is_null()
-    {
-      return Ok(&*data.cast::<Cell>());
-    }
+/// The id a handle argument holds, open or closed.
+fn handle_id(env: &Env, value: sys::napi_value) -> napi::Result<Id> {
+  let mut number = 0.0;
+  // SAFETY: `value` is an argument of the running call; valid out-pointer.
+  let status = unsafe { sys::napi_get_value_double(env.raw(), value, &mut number) };
+  match handles::id_of(number) {
+    Some(id) if status == sys::Status::napi_ok => Ok(id),
+    _ => Err(type_error(env, "handle", "a handle from open()")),
   }
-  Err(type_error(env, "handle", "a handle from open()"))
 }
 
-/// Runs `body` on the segment an argument holds. Nothing a call does runs
-/// JavaScript, so a second borrow can only come from a caller that reached
-/// the handle some other way: an error, never a panic.
+/// The state of the open handle an argument holds; `None` once closed.
+fn handle<'call>(env: &Env, value: sys::napi_value) -> napi::Result<Option<&'call Cell>> {
+  let id = handle_id(env, value)?;
+  // SAFETY: handles::get's contract: nothing removes the entry while this
+  // call, which received the handle, runs; the reference ends with it.
+  Ok(handles::get(id).map(|cell| unsafe { &*cell.as_ptr() }))
+}
+
+/// Runs `body` on the segment an argument holds; `ERR_SHM_CLOSED` once the
+/// handle is closed. Nothing a call does runs JavaScript, so a second
+/// borrow can only come from a caller that reached the handle some other
+/// way: an error, never a panic.
 fn with_segment<T>(
   env: &Env,
   value: sys::napi_value,
   body: impl FnOnce(&mut NativeSegment) -> napi::Result<T>,
 ) -> napi::Result<T> {
-  let cell = handle(env, value)?;
-  let mut segment = cell.try_borrow_mut().map_err(|_| {
+  let cell = handle(env, value)?.ok_or_else(|| closed(env))?;
+  let mut segment = borrow(env, cell)?;
+  body(&mut segment)
+}
+
+fn borrow<'a>(env: &Env, cell: &'a Cell) -> napi::Result<std::cell::RefMut<'a, NativeSegment>> {
+  cell.try_borrow_mut().map_err(|_| {
     throw_code(
       env,
       Kind::Error,
       ErrorCode::ERR_SHM_NODE_API,
       "The handle is in use by a call that has not returned",
     )
-  })?;
-  body(&mut segment)
+  })
 }
 
-/// A string argument: read in one call when it fits a buffer on the stack
-/// (every valid name does), else measured first.
-fn string(env: &Env, value: sys::napi_value, what: &str) -> napi::Result<String> {
-  const ROOM: usize = 1024;
-  let mut stack = [0u8; ROOM];
+/// Room for a string argument on the stack: every valid name fits.
+const STRING_ROOM: usize = 1024;
+
+/// A string argument: read in one call into `stack` when it fits (every
+/// valid name does, and is then not copied again), else measured first.
+fn string<'stack>(
+  env: &Env,
+  value: sys::napi_value,
+  what: &str,
+  stack: &'stack mut [u8; STRING_ROOM],
+) -> napi::Result<Cow<'stack, str>> {
   let mut written = 0;
   // SAFETY: `value` is an argument of the running call; `stack` has room
-  // for ROOM bytes, the NUL included.
+  // for STRING_ROOM bytes, the NUL included.
   let status = unsafe {
     sys::napi_get_value_string_utf8(
       env.raw(),
       value,
       stack.as_mut_ptr().cast(),
-      ROOM,
+      STRING_ROOM,
       &mut written,
     )
   };
   if status != sys::Status::napi_ok {
     return Err(type_error(env, what, "of type string"));
   }
+  // Node-API writes UTF-8; a lone surrogate comes out as U+FFFD.
+  let not_utf8 = |_| type_error(env, what, "a string");
   // V8 writes whole characters only (at most 4 bytes each): with room for
   // one more left over, the string was whole.
-  let bytes = if written + 4 < ROOM {
-    stack[..written].to_vec()
-  } else {
-    // It may not have fitted: ask its length, then read it whole.
-    let mut length = 0;
-    // SAFETY: as above; a null buffer asks for the length in bytes.
-    check(unsafe {
-      sys::napi_get_value_string_utf8(env.raw(), value, ptr::null_mut(), 0, &mut length)
-    })?;
-    let mut bytes = vec![0u8; length + 1];
-    // SAFETY: `bytes` has room for `length` bytes and the NUL.
-    check(unsafe {
-      sys::napi_get_value_string_utf8(
-        env.raw(),
-        value,
-        bytes.as_mut_ptr().cast(),
-        bytes.len(),
-        &mut written,
-      )
-    })?;
-    bytes.truncate(written);
-    bytes
-  };
-  // Node-API writes UTF-8; a lone surrogate comes out as U+FFFD.
-  String::from_utf8(bytes).map_err(|_| type_error(env, what, "a string"))
+  if written + 4 < STRING_ROOM {
+    return std::str::from_utf8(&stack[..written])
+      .map(Cow::Borrowed)
+      .map_err(not_utf8);
+  }
+  // It may not have fitted: ask its length, then read it whole.
+  let mut length = 0;
+  // SAFETY: as above; a null buffer asks for the length in bytes.
+  check(unsafe {
+    sys::napi_get_value_string_utf8(env.raw(), value, ptr::null_mut(), 0, &mut length)
+  })?;
+  let mut bytes = vec![0u8; length + 1];
+  // SAFETY: `bytes` has room for `length` bytes and the NUL.
+  check(unsafe {
+    sys::napi_get_value_string_utf8(
+      env.raw(),
+      value,
+      bytes.as_mut_ptr().cast(),
+      bytes.len(),
+      &mut written,
+    )
+  })?;
+  bytes.truncate(written);
+  String::from_utf8(bytes)
+    .map(Cow::Owned)
+    .map_err(|_| type_error(env, what, "a string"))
 }
 
 /// The `Float64Array` an argument holds, with at least `len` elements.
@@ -196,23 +203,40 @@ fn number_value(env: &Env, value: f64) -> napi::Result<sys::napi_value> {
   Ok(result)
 }
 
+/// A handle dropped open: close what it held. `data` is its id.
 unsafe extern "C" fn finalize(raw: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
-  // SAFETY: `data` is the `Box<Cell>` leaked in `open_call`, finalized once.
-  let cell = unsafe { Box::from_raw(data.cast::<Cell>()) };
-  cell.into_inner().finalize(&Env::from_raw(raw));
+  let env = Env::from_raw(raw);
+  // An id that `close` already removed finds nothing here.
+  if let Some(open) = handles::remove(data as Id) {
+    // SAFETY: the reference napi_add_finalizer made for this finalizer,
+    // deleted once, by whoever removed the entry: here.
+    unsafe { sys::napi_delete_reference(raw, open.finalizer) };
+    open.segment.into_inner().finalize(&env);
+  }
 }
 
-/// `open(name, size, create, exclusive, readOnly, reserve, global, mode,
-/// init, info)`: `[handle, osName]`, and the numbers of [`INFO_LEN`] in `info`.
+/// `open(owner, name, size, create, exclusive, readOnly, reserve, global,
+/// mode, init, info)`: the handle, and the numbers of [`INFO_LEN`] in
+/// `info`. The handle is closed when `owner` is collected, unless `close`
+/// came first. The OS name is the facade's to ask for (`osNameOf`, a pure
+/// function of the name): handing back a pair cost an array and two element
+/// stores per open.
 unsafe extern "C" fn open_call(
   raw: sys::napi_env,
   info: sys::napi_callback_info,
 ) -> sys::napi_value {
   let env = Env::from_raw(raw);
   let result = (|| -> napi::Result<sys::napi_value> {
-    let [name, size, create, exclusive, read_only, reserve, global, mode, init, out_value] =
-      args::<10>(&env, info)?;
-    let name = string(&env, name, "name")?;
+    let [owner, name, size, create, exclusive, read_only, reserve, global, mode, init, out_value] =
+      args::<11>(&env, info)?;
+    let mut kind = 0;
+    // SAFETY: `owner` is an argument of this call.
+    check(unsafe { sys::napi_typeof(raw, owner, &mut kind) })?;
+    if kind != sys::ValueType::napi_object {
+      return Err(type_error(&env, "owner", "an object"));
+    }
+    let mut room = [0u8; STRING_ROOM];
+    let name = string(&env, name, "name", &mut room)?;
     let size = number(&env, size, "size")?;
     let options = OpenOptions {
       create: boolean(&env, create, "create")?,
@@ -223,8 +247,7 @@ unsafe extern "C" fn open_call(
     };
     let global = boolean(&env, global, "global")?;
     // Checked before anything is made, so a wrong `info` publishes nothing.
-    float64s(&env, out_value, INFO_LEN, "info")?;
-    let mut kind = 0;
+    let out = float64s(&env, out_value, INFO_LEN, "info")?;
     // SAFETY: `init` is an argument of this call.
     check(unsafe { sys::napi_typeof(raw, init, &mut kind) })?;
     let init = match kind {
@@ -235,7 +258,10 @@ unsafe extern "C" fn open_call(
     let segment = NativeSegment::open(&env, &name, size, &options, global, init)?;
     // `init` ran JavaScript, which could have detached `info`'s buffer
     // (transfer()): look at it again rather than write where it was.
-    let out = float64s(&env, out_value, INFO_LEN, "info")?;
+    let out = match init {
+      Some(_) => float64s(&env, out_value, INFO_LEN, "info")?,
+      None => out,
+    };
     let Some(opened) = segment.segment() else {
       return Err(type_error(&env, "handle", "an open segment"));
     };
@@ -246,43 +272,57 @@ unsafe extern "C" fn open_call(
       ownership.map_or(f64::NAN, |o| f64::from(o.mode)),
       if opened.created() { 1.0 } else { 0.0 },
     ];
-    let os_name = opened.name().os_name().to_owned();
-    // SAFETY: `out` holds at least INFO_LEN numbers (checked just above,
-    // after the last JavaScript this call runs).
+    // SAFETY: `out` holds at least INFO_LEN numbers (checked after the last
+    // JavaScript this call runs: before the segment was made, or after `init`).
     unsafe { ptr::copy_nonoverlapping(numbers.as_ptr(), out, INFO_LEN) };
-    let data = Box::into_raw(Box::new(RefCell::new(segment))).cast::<c_void>();
-    let mut external = ptr::null_mut();
-    // SAFETY: live env; `data` is ours until `finalize` takes it back.
-    let status = unsafe {
-      sys::napi_create_external(raw, data, Some(finalize), ptr::null_mut(), &mut external)
-    };
-    if status != sys::Status::napi_ok {
-      // SAFETY: not handed to Node: still ours to free.
-      drop(unsafe { Box::from_raw(data.cast::<Cell>()) });
-      check(status)?;
-    }
-    let mut pair = ptr::null_mut();
-    let mut os_name_value = ptr::null_mut();
-    // SAFETY: `external` was just created in this env; valid out-pointers.
-    unsafe {
-      check(sys::napi_type_tag_object(raw, external, &TAG))?;
-      check(sys::napi_create_string_utf8(
-        raw,
-        os_name.as_ptr().cast(),
-        os_name.len() as isize,
-        &mut os_name_value,
-      ))?;
-      check(sys::napi_create_array_with_length(raw, 2, &mut pair))?;
-      check(sys::napi_set_element(raw, pair, 0, external))?;
-      check(sys::napi_set_element(raw, pair, 1, os_name_value))?;
-    }
-    Ok(pair)
+    let id = handles::insert(segment).map_err(|segment| {
+      segment.into_inner().finalize(&env);
+      throw_code(
+        &env,
+        Kind::Error,
+        ErrorCode::ERR_SHM_NODE_API,
+        "Too many handles open in this thread",
+      )
+    })?;
+    watch(&env, owner, id).inspect_err(|_| {
+      if let Some(open) = handles::remove(id) {
+        if !open.finalizer.is_null() {
+          // SAFETY: made for this entry, not yet deleted.
+          unsafe { sys::napi_delete_reference(raw, open.finalizer) };
+        }
+        open.segment.into_inner().finalize(&env);
+      }
+    })
   })();
   // SAFETY: the env of this call.
   unsafe { finish(raw, result) }
 }
 
-/// `attach(handle, readOnly, inHeap)`: a new view's buffer.
+/// Hands the open handle `id` to JavaScript: a finalizer on `owner`
+/// closes it should `owner` be collected first; the id, as a number.
+fn watch(env: &Env, owner: sys::napi_value, id: Id) -> napi::Result<sys::napi_value> {
+  let raw = env.raw();
+  let mut finalizer = ptr::null_mut();
+  let mut handle = ptr::null_mut();
+  // SAFETY: live env; `owner` is an object argument of this call; valid
+  // out-pointers. The finalizer's data is the id, not memory.
+  unsafe {
+    check(sys::napi_add_finalizer(
+      raw,
+      owner,
+      id as *mut c_void,
+      Some(finalize),
+      ptr::null_mut(),
+      &mut finalizer,
+    ))?;
+    handles::set_finalizer(id, finalizer);
+    check(sys::napi_create_double(raw, id as f64, &mut handle))?;
+  }
+  Ok(handle)
+}
+
+/// `attach(handle, readOnly, inHeap)`: a new view: a Buffer over an external
+/// `ArrayBuffer`, or the `SharedArrayBuffer` or in-heap `ArrayBuffer` itself.
 unsafe extern "C" fn attach_call(
   raw: sys::napi_env,
   info: sys::napi_callback_info,
@@ -372,7 +412,8 @@ unsafe extern "C" fn write_call(
   unsafe { finish(raw, result) }
 }
 
-/// `close(handle)`: detaches every view and releases the OS handle.
+/// `close(handle)`: detaches every view, releases the OS handle, and drops
+/// the handle's finalizer with its state. A closed handle: nothing to do.
 unsafe extern "C" fn close_call(
   raw: sys::napi_env,
   info: sys::napi_callback_info,
@@ -381,10 +422,18 @@ unsafe extern "C" fn close_call(
   unsafe {
     respond(raw, |env| {
       let [value] = args::<1>(env, info)?;
-      with_segment(env, value, |segment| {
-        segment.close(env);
-        Ok(None)
-      })
+      let id = handle_id(env, value)?;
+      let Some(cell) = handles::get(id) else {
+        return Ok(None);
+      };
+      // SAFETY: as in `handle`; the reference is not used past `remove`.
+      drop(borrow(env, &*cell.as_ptr())?);
+      if let Some(open) = handles::remove(id) {
+        // Deleted before the handle is collected, so its finalizer never runs.
+        sys::napi_delete_reference(raw, open.finalizer);
+        open.segment.into_inner().close(env);
+      }
+      Ok(None)
     })
   }
 }
@@ -397,7 +446,7 @@ unsafe extern "C" fn closed_call(
   let env = Env::from_raw(raw);
   let result = (|| {
     let [value] = args::<1>(&env, info)?;
-    let closed = with_segment(&env, value, |segment| Ok(segment.segment().is_none()))?;
+    let closed = handle(&env, value)?.is_none();
     let mut result = ptr::null_mut();
     // SAFETY: live env; valid out-pointer.
     check(unsafe { sys::napi_get_boolean(raw, closed, &mut result) })?;
@@ -416,7 +465,8 @@ unsafe extern "C" fn delete_call(
   unsafe {
     respond(raw, |env| {
       let [name, global] = args::<2>(env, info)?;
-      let name = string(env, name, "name")?;
+      let mut room = [0u8; STRING_ROOM];
+      let name = string(env, name, "name", &mut room)?;
       let global = boolean(env, global, "global")?;
       delete_segment(env, &name, global)?;
       Ok(None)

@@ -68,8 +68,9 @@ struct Overlay {
 }
 
 impl View {
-  /// Wraps `mapping` in an external buffer: a `SharedArrayBuffer` where the
-  /// runtime makes them and `shareable` allows it, else an `ArrayBuffer`.
+  /// Wraps `mapping` in an external buffer: with `shareable` (an attach), a
+  /// `SharedArrayBuffer` where the runtime makes them, else a `Buffer` over
+  /// an `ArrayBuffer`; without (init's view), an `ArrayBuffer`.
   ///
   /// # Errors
   /// `ERR_SHM_EXTERNAL_BUFFERS` where the runtime forbids external buffers
@@ -97,6 +98,21 @@ impl View {
       .flatten();
     let status = match shared {
       Some(status) => status,
+      // An attach's view: a Buffer over the memory, made in the one call
+      // that Node-API's external ArrayBuffer is made by anyway (Node builds
+      // that from a Buffer and hands back its ArrayBuffer), so the facade
+      // need not wrap the ArrayBuffer in a second one.
+      // SAFETY: as below.
+      None if shareable => unsafe {
+        sys::napi_create_external_buffer(
+          env.raw(),
+          mapping.len(),
+          mapping.as_ptr().cast(),
+          Some(release),
+          hint.cast(),
+          &mut buffer,
+        )
+      },
       // SAFETY: the memory stays mapped until `release` runs or the handle
       // detaches the buffer first; `hint` is a leaked Box that `release`
       // reclaims exactly once.
@@ -138,9 +154,29 @@ impl View {
         ),
       ));
     }
+    // The handle holds (weakly) and detaches the ArrayBuffer, under the
+    // Buffer where there is one: whoever holds any view on it holds that.
+    let arraybuffer = if shareable && shared.is_none() {
+      let mut arraybuffer = ptr::null_mut();
+      // SAFETY: `buffer` is the Buffer just made in `env`; valid out-pointer.
+      check(unsafe {
+        sys::napi_get_typedarray_info(
+          env.raw(),
+          buffer,
+          ptr::null_mut(),
+          ptr::null_mut(),
+          ptr::null_mut(),
+          &mut arraybuffer,
+          ptr::null_mut(),
+        )
+      })?;
+      arraybuffer
+    } else {
+      buffer
+    };
     let mut reference = ptr::null_mut();
-    // SAFETY: `buffer` was just created in `env`; count 0 makes it weak.
-    check(unsafe { sys::napi_create_reference(env.raw(), buffer, 0, &mut reference) })?;
+    // SAFETY: `arraybuffer` was just created in `env`; count 0 makes it weak.
+    check(unsafe { sys::napi_create_reference(env.raw(), arraybuffer, 0, &mut reference) })?;
     Ok((
       View {
         address: mapping.as_ptr() as usize,

@@ -3,6 +3,7 @@
 //! files ourselves lets a creator size a segment before anyone can see it and
 //! then publish it with link(2), which fails with `EEXIST` like `O_EXCL`.
 
+use std::ffi::CStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::fs::{self, AtFlags, FallocateFlags, FileType, Mode, OFlags, CWD};
@@ -14,8 +15,30 @@ use crate::error::{human_bytes, Error, Result};
 
 const SHM_DIR: &str = "/dev/shm";
 
+/// Runs `f` on `/dev/shm<os_name>` as a C string built on the stack: every
+/// create and delete names a path, and formatting one into a `String` cost
+/// an allocation per call. `ENAMETOOLONG` or `EINVAL` (a NUL), as the
+/// kernel would say, when it does not fit a file name.
+fn with_path<T>(
+  os_name: &str,
+  f: impl FnOnce(&CStr) -> rustix::io::Result<T>,
+) -> rustix::io::Result<T> {
+  // `os_name` starts with its `/` and holds no other (see `name.rs`): one
+  // directory entry, at most NAME_MAX bytes after the slash.
+  const ROOM: usize = SHM_DIR.len() + 1 + 255 + 1;
+  let mut bytes = [0u8; ROOM];
+  let len = SHM_DIR.len() + os_name.len();
+  if len >= ROOM {
+    return Err(Errno::NAMETOOLONG);
+  }
+  bytes[..SHM_DIR.len()].copy_from_slice(SHM_DIR.as_bytes());
+  bytes[SHM_DIR.len()..len].copy_from_slice(os_name.as_bytes());
+  let path = CStr::from_bytes_with_nul(&bytes[..=len]).map_err(|_| Errno::INVAL)?;
+  f(path)
+}
+
+#[cfg(test)]
 fn path_of(os_name: &str) -> String {
-  // `os_name` starts with its `/` and holds no other (see `name.rs`).
   format!("{SHM_DIR}{os_name}")
 }
 
@@ -28,7 +51,8 @@ pub(crate) fn open(os_name: &str, read_only: bool) -> Result<Handle> {
     OFlags::RDWR
   };
   let flags = access | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-  let fd = fs::open(path_of(os_name), flags, Mode::empty()).map_err(os_error("shm_open"))?;
+  let fd = with_path(os_name, |path| fs::open(path, flags, Mode::empty()))
+    .map_err(os_error("shm_open"))?;
   // Only a regular file is a segment: a directory opens read-only, and a
   // FIFO or device opened here would map nothing we could use.
   let stat = fs::fstat(&fd).map_err(os_error("fstat"))?;
@@ -120,25 +144,24 @@ pub(crate) fn publish(unnamed: &Unnamed, os_name: &str) -> Result<()> {
 
 /// [`publish`] by way of `linker` (tests force each one).
 fn publish_with(unnamed: &Unnamed, os_name: &str, linker: Linker) -> Result<()> {
-  let path = path_of(os_name);
-  let linked = match &unnamed.temporary {
-    Some(temporary) => fs::link(&temporary.0, &path),
+  let linked = with_path(os_name, |path| match &unnamed.temporary {
+    Some(temporary) => fs::link(&temporary.0, path),
     None if linker == Linker::Descriptor => {
-      match fs::linkat(&unnamed.fd, "", CWD, &path, AtFlags::EMPTY_PATH) {
+      match fs::linkat(&unnamed.fd, c"", CWD, path, AtFlags::EMPTY_PATH) {
         // The kernel refuses a descriptor opened under other credentials
         // (another thread changed ours since): name it through /proc.
-        Err(Errno::NOENT | Errno::PERM) if has_proc() => link_through_proc(&unnamed.fd, &path),
+        Err(Errno::NOENT | Errno::PERM) if has_proc() => link_through_proc(&unnamed.fd, path),
         linked => linked,
       }
     }
-    None => link_through_proc(&unnamed.fd, &path),
-  };
+    None => link_through_proc(&unnamed.fd, path),
+  });
   linked.map_err(publish_error)
 }
 
 /// Names the file `fd` by way of `/proc/self/fd/N`, which any kernel with
 /// O_TMPFILE allows (linkat(2), AT_SYMLINK_FOLLOW).
-fn link_through_proc(fd: &Handle, path: &str) -> rustix::io::Result<()> {
+fn link_through_proc(fd: &Handle, path: &CStr) -> rustix::io::Result<()> {
   fs::linkat(CWD, proc_path(fd), CWD, path, AtFlags::SYMLINK_FOLLOW)
 }
 
@@ -385,19 +408,20 @@ pub(crate) fn max_map_count() -> Option<usize> {
 
 /// Removes the name (shm_unlink(3)).
 pub(crate) fn unlink(os_name: &str) -> Result<()> {
-  fs::unlink(path_of(os_name)).map_err(os_error("shm_unlink"))
+  with_path(os_name, |path| fs::unlink(path)).map_err(os_error("shm_unlink"))
 }
 
 /// Removes the name `fd` was just published under, after a later step
 /// failed, if the name still holds that very file (another process may have
 /// deleted and recreated it meanwhile).
 pub(crate) fn unlink_created(fd: &Handle, os_name: &str) {
-  let path = path_of(os_name);
-  if let (Ok(ours), Ok(named)) = (fs::fstat(fd), fs::lstat(&path)) {
+  let _ = with_path(os_name, |path| {
+    let (ours, named) = (fs::fstat(fd)?, fs::lstat(path)?);
     if ours.st_dev == named.st_dev && ours.st_ino == named.st_ino {
-      let _ = fs::unlink(&path);
+      fs::unlink(path)?;
     }
-  }
+    Ok(())
+  });
 }
 
 // ---- Waiting on a word (futex(2), futex_waitv(2)) ----
@@ -769,6 +793,16 @@ mod tests {
       // st_blocks counts 512-byte units: reserved pages are allocated.
       assert_eq!(stat.st_blocks >= 4 * 8, reserve, "reserve {reserve}");
     }
+  }
+
+  #[test]
+  fn paths_are_built_on_the_stack_up_to_the_longest_name() {
+    let longest = format!("/{}", "n".repeat(255));
+    let built = with_path(&longest, |path| Ok(path.to_str().unwrap().to_owned())).unwrap();
+    assert_eq!(built, path_of(&longest));
+    let too_long = format!("/{}", "n".repeat(256));
+    assert_eq!(with_path(&too_long, |_| Ok(())), Err(Errno::NAMETOOLONG));
+    assert_eq!(with_path("/a\0b", |_| Ok(())), Err(Errno::INVAL));
   }
 
   #[test]
