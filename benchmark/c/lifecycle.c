@@ -2,7 +2,7 @@
 // shm_open(O_CREAT | O_EXCL), ftruncate, mmap, write, munmap, close,
 // shm_unlink. Prints {"median": ns, "p99": ns} per cycle.
 //
-//   lifecycle <name> <size> <batch> <samples>
+//   lifecycle <name> <size> <batch> <samples> [<warm-up samples>]
 
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -16,14 +16,14 @@
 #include "timing.h"
 
 int main(int argc, char **argv) {
-  if (argc != 5) return 2;
+  if (argc != 5 && argc != 6) return 2;
   const char *name = argv[1];
   size_t size = strtoul(argv[2], 0, 10);
   int batch = atoi(argv[3]), samples = atoi(argv[4]);
   char *source = malloc(size);
   memset(source, 7, size);
   double *times = malloc(sizeof(double) * samples);
-  int warmup = samples / 16 + 1;
+  int warmup = argc == 6 ? atoi(argv[5]) : samples / 16 + 1;
   for (int s = -warmup; s < samples; s++) {
     double start = now_ns();
     for (int i = 0; i < batch; i++) {

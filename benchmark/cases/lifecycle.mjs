@@ -19,12 +19,16 @@ export const better = 'lower'
 export async function run({ smoke }) {
   const batch = smoke ? 2 : 100
   const samples = smoke ? 3 : 60
+  // The same warm-up for every variant, long enough for V8 to optimize the
+  // JavaScript ones (a few thousand cycles), so that the medians compare
+  // steady states rather than start-up.
+  const warmup = smoke ? 1 : 30
   const source = Buffer.alloc(SIZE, 7)
   const micro = ({ median, p99 }) => ({ median: median / 1000, p99: p99 / 1000 })
   const variants = [
     ['c', 'C (shm_open, ftruncate, mmap, munmap, close, shm_unlink)', true, async () => {
       const name = `/${uniqueName('life-c')}`
-      return micro(await runJson(compileC('lifecycle'), [name, String(SIZE), String(batch), String(samples)]))
+      return micro(await runJson(compileC('lifecycle'), [name, String(SIZE), String(batch), String(samples), String(warmup)]))
     }],
     ['named-shm', 'named-shm (open, attach, write, detach, close, delete)', false, () => {
       const { SharedMemory } = require(ROOT)
@@ -39,7 +43,7 @@ export async function run({ smoke }) {
             shm.close()
             SharedMemory.delete(name)
           },
-          { batch, samples },
+          { batch, samples, warmup },
         ),
       )
     }],
@@ -57,7 +61,7 @@ export async function run({ smoke }) {
             source.copy(view)
             shm.detach(name, true)
           },
-          { batch, samples },
+          { batch, samples, warmup },
         ),
       )
     }],

@@ -2,7 +2,7 @@
 benchmark/cases/lifecycle.mjs: create, write, close, unlink.
 Prints {"median": ns, "p99": ns} per cycle.
 
-    python3 lifecycle.py <name> <size> <batch> <samples>
+    python3 lifecycle.py <name> <size> <batch> <samples> [<warm-up samples>]
 """
 
 import json
@@ -15,7 +15,7 @@ def main() -> None:
     name, size, batch, samples = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     source = bytes([7]) * size
     times = []
-    warmup = samples // 16 + 1
+    warmup = int(sys.argv[5]) if len(sys.argv) > 5 else samples // 16 + 1
     for s in range(-warmup, samples):
         start = time.perf_counter_ns()
         for _ in range(batch):
