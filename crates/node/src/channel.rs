@@ -23,7 +23,7 @@ use named_shm_core::channel::{Channel, Geometry, Received, Sent, Side};
 use named_shm_core::{Mapping, Owner};
 
 use crate::errors::{check, throw_code, throw_core, ErrorCode, Kind, NOT_ATTACHED, OUT_OF_RANGE};
-use crate::hot::{args, boolean, number, object_of_calls, respond, type_error};
+use crate::hot::{args, boolean, number, object_of_calls, respond, type_error, typed_array};
 use crate::words::timeout;
 
 /// What `send` and `receive` return besides a message's offset (which is
@@ -174,29 +174,10 @@ pub(crate) fn bytes(
   value: sys::napi_value,
   what: &str,
 ) -> napi::Result<(*const u8, usize)> {
-  let mut is = false;
-  let mut kind = 0;
-  let mut length = 0;
-  let mut data = ptr::null_mut();
-  let mut arraybuffer = ptr::null_mut();
-  let mut offset = 0;
-  // SAFETY: `value` is an argument of the running call; the out-pointers are valid.
-  let ok = unsafe {
-    sys::napi_is_typedarray(env.raw(), value, &mut is) == sys::Status::napi_ok
-      && is
-      && sys::napi_get_typedarray_info(
-        env.raw(),
-        value,
-        &mut kind,
-        &mut length,
-        &mut data,
-        &mut arraybuffer,
-        &mut offset,
-      ) == sys::Status::napi_ok
+  let (data, length) = match typed_array(env, value) {
+    Some((sys::TypedarrayType::uint8_array, data, length)) => (data, length),
+    _ => return Err(type_error(env, what, "a Uint8Array")),
   };
-  if !ok || kind != sys::TypedarrayType::uint8_array {
-    return Err(type_error(env, what, "a Uint8Array"));
-  }
   // A detached or empty array may have no data pointer at all.
   let data = if data.is_null() || length == 0 {
     ptr::NonNull::<u8>::dangling().as_ptr()

@@ -104,6 +104,35 @@ pub(crate) fn type_error(env: &Env, what: &str, expected: &str) -> napi::Error {
   )
 }
 
+/// The kind, data pointer and element count of a typed-array argument, or
+/// `None` when `value` is no typed array.
+pub(crate) fn typed_array(
+  env: &Env,
+  value: sys::napi_value,
+) -> Option<(sys::napi_typedarray_type, *mut std::ffi::c_void, usize)> {
+  let mut is = false;
+  let mut kind = 0;
+  let mut length = 0;
+  let mut data = ptr::null_mut();
+  let mut arraybuffer = ptr::null_mut();
+  let mut offset = 0;
+  // SAFETY: `value` is an argument of the running call; valid out-pointers.
+  let ok = unsafe {
+    sys::napi_is_typedarray(env.raw(), value, &mut is) == sys::Status::napi_ok
+      && is
+      && sys::napi_get_typedarray_info(
+        env.raw(),
+        value,
+        &mut kind,
+        &mut length,
+        &mut data,
+        &mut arraybuffer,
+        &mut offset,
+      ) == sys::Status::napi_ok
+  };
+  ok.then_some((kind, data, length))
+}
+
 pub(crate) fn number(env: &Env, value: sys::napi_value, what: &str) -> napi::Result<f64> {
   let mut number = 0.0;
   // SAFETY: `value` is an argument of the running call.

@@ -20,7 +20,7 @@ use napi_derive::napi;
 use crate::channel::bytes;
 use crate::errors::{check, throw_code, ErrorCode, Kind};
 use crate::handles::{self, Cell, Id};
-use crate::hot::{args, boolean, number, object_of_calls, respond, type_error};
+use crate::hot::{args, boolean, number, object_of_calls, respond, type_error, typed_array};
 use crate::segment::{closed, delete_segment, NativeSegment};
 
 /// The calls of `SharedMemory`, as an object of plain functions.
@@ -153,34 +153,18 @@ fn string<'stack>(
 
 /// The `Float64Array` an argument holds, with at least `len` elements.
 fn float64s(env: &Env, value: sys::napi_value, len: usize, what: &str) -> napi::Result<*mut f64> {
-  let mut is = false;
-  let mut kind = 0;
-  let mut length = 0;
-  let mut data = ptr::null_mut();
-  let mut arraybuffer = ptr::null_mut();
-  let mut offset = 0;
-  // SAFETY: `value` is an argument of the running call; valid out-pointers.
-  let ok = unsafe {
-    sys::napi_is_typedarray(env.raw(), value, &mut is) == sys::Status::napi_ok
-      && is
-      && sys::napi_get_typedarray_info(
-        env.raw(),
-        value,
-        &mut kind,
-        &mut length,
-        &mut data,
-        &mut arraybuffer,
-        &mut offset,
-      ) == sys::Status::napi_ok
-  };
-  if !ok || kind != sys::TypedarrayType::float64_array || length < len || data.is_null() {
-    return Err(type_error(
+  match typed_array(env, value) {
+    Some((sys::TypedarrayType::float64_array, data, length))
+      if length >= len && !data.is_null() =>
+    {
+      Ok(data.cast())
+    }
+    _ => Err(type_error(
       env,
       what,
       &format!("a Float64Array of {len} numbers"),
-    ));
+    )),
   }
-  Ok(data.cast())
 }
 
 /// Returns `value` from a callback, or throws `error` (unless already pending).
