@@ -36,7 +36,8 @@ test('the methods still work on a real handle after those calls', (t) => {
 test('the binding called with something that is not a handle: ERR_INVALID_ARG_TYPE; with a number that is no open handle: closed', (t) => {
   const calls = segmentCalls()
   const shm = scratch(t, 16)
-  const own = SharedMemory.nativeOf(shm)
+  // nativeOf is internal: left out of the published typings.
+  const own = (SharedMemory as unknown as { nativeOf(shm: SharedMemory): number }).nativeOf(shm)
   for (const handle of [{}, null, undefined, 'x', 0, -1, 1.5, Number.NaN, 2 ** 53]) {
     t.throws(() => calls.closed(handle as number), { code: 'ERR_INVALID_ARG_TYPE', message: /handle/ })
     t.throws(() => calls.attach(handle as number, false, false), { code: 'ERR_INVALID_ARG_TYPE' })

@@ -262,14 +262,7 @@ unsafe extern "C" fn capacity_call(
   info: sys::napi_callback_info,
 ) -> sys::napi_value {
   // SAFETY: called by Node-API with the env of this call.
-  unsafe {
-    respond(raw, |env| {
-      let [value] = args::<1>(env, info)?;
-      let cell = channel(env, value)?;
-      let channel = cell.try_borrow().map_err(|_| busy(env))?;
-      Ok(Some(channel.geometry().capacity as u32))
-    })
-  }
+  unsafe { geometry_field(raw, info, |geometry| geometry.capacity) }
 }
 
 /// `maxMessage(channel)`: the largest payload.
@@ -278,12 +271,25 @@ unsafe extern "C" fn max_message_call(
   info: sys::napi_callback_info,
 ) -> sys::napi_value {
   // SAFETY: called by Node-API with the env of this call.
+  unsafe { geometry_field(raw, info, |geometry| geometry.max_message) }
+}
+
+/// A call that takes only the channel and answers one number of its geometry.
+///
+/// # Safety
+/// As a Node-API callback: `raw` and `info` are those of the running call.
+unsafe fn geometry_field(
+  raw: sys::napi_env,
+  info: sys::napi_callback_info,
+  field: fn(&Geometry) -> usize,
+) -> sys::napi_value {
+  // SAFETY: the caller's contract.
   unsafe {
     respond(raw, |env| {
       let [value] = args::<1>(env, info)?;
       let cell = channel(env, value)?;
       let channel = cell.try_borrow().map_err(|_| busy(env))?;
-      Ok(Some(channel.geometry().max_message as u32))
+      Ok(Some(field(&channel.geometry()) as u32))
     })
   }
 }
