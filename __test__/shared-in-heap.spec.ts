@@ -89,6 +89,19 @@ for (const node of runtimes) {
     t.true(result.settled, `${JSON.stringify(result.after)} after, ${JSON.stringify(result.before)} before`)
   })
 
+  test(`a handle's next in-heap view reuses the memory of the one it detached; the old view cannot detach the new one (${node})`, async (t) => {
+    const [result] = await scenario(t, node, 'reuse')
+    t.is(result.whileDetached, 0, 'a detached view reads zeros')
+    t.is(result.firstAgain, 5, 'until its handle attaches again over the same memory')
+    t.is(result.staleDetach, 'ERR_SHM_NOT_ATTACHED')
+    t.is(result.cloneDetach, 'ERR_SHM_NOT_ATTACHED', 'only the buffer attach() gave detaches')
+    t.is(result.stillAttached, 6, 'the live view was left attached')
+    t.is(result.secondDetached, 0)
+    t.true(result.perMemory >= 7 * 2 ** 30, 'a WebAssembly memory reserves 8 to 10 GiB')
+    t.is(result.keptMore, 7, 'idle handles keep at most 8 memories per thread (one was kept already)')
+    t.true(result.released, 'close() gives them back')
+  })
+
   test(`in-heap attach + detach of 256 MiB causes no full GC (${node})`, async (t) => {
     const [result] = await scenario(t, node, 'gc-count', 256 * MiB)
     t.is(result.kind, 'SharedArrayBuffer')

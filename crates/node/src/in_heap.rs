@@ -236,6 +236,119 @@ impl Hold {
       unsafe { sys::napi_delete_reference(env, reference) };
     }
   }
+
+  /// Moves the hold into a new owner, leaving this one released (a view's
+  /// finalizer that finds it so leaves the memory alone). `None` if it was
+  /// released already.
+  fn take(&self) -> Option<Hold> {
+    let reference = self.0.replace(ptr::null_mut());
+    (!reference.is_null()).then(|| Hold(Cell::new(reference)))
+  }
+
+  /// The held buffer (the clone only the binding references).
+  fn value(&self, env: &Env) -> Option<sys::napi_value> {
+    let mut value = ptr::null_mut();
+    // SAFETY: a live strong reference of this env; valid out-pointer.
+    let status = unsafe { sys::napi_get_reference_value(env.raw(), self.0.get(), &mut value) };
+    (status == sys::Status::napi_ok && !value.is_null()).then_some(value)
+  }
+}
+
+/// The shared memory of an in-heap view its handle detached, zero pages
+/// over it, kept for the handle's next attach: that one then maps the
+/// segment over it again instead of asking V8 for a new memory (~10 µs, and
+/// 8 to 10 GiB of address space that only a garbage collection gives back).
+/// Only the handle that detached the view reuses it, so the memory only ever
+/// shows that one segment; the detached view, and copies of its buffer
+/// posted to other threads, show the segment again while the next view is
+/// attached.
+///
+/// Its one owner is the handle (`NativeSegment`), which hands it to the next
+/// attach or gives it back with [`SpareMemory::release`] (close, finalizer).
+/// At most [`MAX_SPARES`] live per thread, so that idle handles hold little
+/// of V8's address space.
+#[cfg(unix)]
+pub struct SpareMemory {
+  data: *mut u8,
+  capacity: usize,
+  hold: Hold,
+}
+
+/// No spare memories where there are no in-heap views.
+#[cfg(not(unix))]
+pub enum SpareMemory {}
+
+#[cfg(not(unix))]
+impl SpareMemory {
+  /// Nothing to release.
+  pub fn release(self, _env: &Env) {
+    match self {}
+  }
+}
+
+/// The most spare memories one thread keeps: 80 GiB of address space at
+/// 10 GiB each, of V8's 1 TiB budget for WebAssembly memories.
+#[cfg(unix)]
+const MAX_SPARES: usize = 8;
+
+#[cfg(unix)]
+thread_local! {
+  /// Spare memories of this thread's handles.
+  static SPARES: Cell<usize> = const { Cell::new(0) };
+}
+
+#[cfg(unix)]
+impl SpareMemory {
+  /// Keeps the memory at `[data, data + capacity)` that `hold` holds, with
+  /// zero pages over it, if this thread keeps fewer than [`MAX_SPARES`];
+  /// else releases the hold.
+  pub fn keep(env: &Env, data: *mut u8, capacity: usize, hold: &Hold) -> Option<SpareMemory> {
+    if SPARES.get() >= MAX_SPARES {
+      hold.release(env.raw());
+      return None;
+    }
+    let hold = hold.take()?;
+    SPARES.set(SPARES.get() + 1);
+    Some(SpareMemory {
+      data,
+      capacity,
+      hold,
+    })
+  }
+
+  /// Lets V8 free the memory once every buffer over it is collected.
+  pub fn release(self, env: &Env) {
+    SPARES.set(SPARES.get() - 1);
+    self.hold.release(env.raw());
+  }
+
+  /// The memory again, with a new buffer over it for the next view: a
+  /// `structuredClone` of the held one, checked to be over the same bytes.
+  ///
+  /// # Errors
+  /// `ERR_SHM_IN_HEAP_UNSUPPORTED` if the clone is not (the memory is then released).
+  fn reuse(self, env: &Env) -> napi::Result<HeapMemory> {
+    SPARES.set(SPARES.get() - 1);
+    let buffer = self
+      .hold
+      .value(env)
+      .and_then(|held| builtins::structured_clone(env, held));
+    let genuine = buffer.is_some_and(|buffer| {
+      builtins::buffer_bytes(env, buffer) == Some((self.data.cast(), self.capacity))
+    });
+    match buffer {
+      Some(buffer) if genuine => Ok(HeapMemory {
+        buffer,
+        data: self.data,
+        capacity: self.capacity,
+        hold: Some(Rc::new(self.hold)),
+      }),
+      _ => {
+        self.hold.release(env.raw());
+        Err(not_genuine(env))
+      }
+    }
+  }
 }
 
 /// From this many bytes, views are made of shared WebAssembly memories.
@@ -331,6 +444,23 @@ pub fn new_memory(env: &Env, len: usize) -> napi::Result<HeapMemory> {
     SHARED_REFUSED.store(true, Ordering::Relaxed);
   }
   private_memory(env, &builtins, memory, pages)
+}
+
+/// The memory for an in-heap view of `len` bytes: `spare` if it has the
+/// pages, else (releasing it) a new one from [`new_memory`].
+///
+/// # Errors
+/// As [`new_memory`]; `ERR_SHM_IN_HEAP_UNSUPPORTED` if the spare's buffer
+/// no longer checks out.
+#[cfg(unix)]
+pub fn memory_for(env: &Env, len: usize, spare: Option<SpareMemory>) -> napi::Result<HeapMemory> {
+  if let Some(spare) = spare {
+    if spare.capacity == len.div_ceil(WASM_PAGE) * WASM_PAGE {
+      return spare.reuse(env);
+    }
+    spare.release(env);
+  }
+  new_memory(env, len)
 }
 
 /// `new WebAssembly.Memory({ initial: pages, maximum: pages, shared })`;

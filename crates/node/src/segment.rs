@@ -17,7 +17,7 @@ use crate::copied_init;
 use crate::errors::{
   check, throw_code, throw_core, Kind, CLOSED, INIT_DETACHED, NOT_ATTACHED, OUT_OF_RANGE,
 };
-use crate::in_heap::{self, ZeroCopy};
+use crate::in_heap::{self, SpareMemory, ZeroCopy};
 use crate::views::View;
 
 /// An open named segment and the views it handed out.
@@ -29,6 +29,8 @@ pub struct NativeSegment {
   copier: Option<Arc<Mapping>>,
   /// Prune collected views when `views` grows to this many.
   prune_at: usize,
+  /// The memory of the last in-heap view detached, for the next one.
+  spare: Option<SpareMemory>,
 }
 
 /// The smallest `prune_at`.
@@ -109,6 +111,7 @@ impl NativeSegment {
       views: HashMap::new(),
       copier: None,
       prune_at: PRUNE_MIN,
+      spare: None,
     })
   }
 
@@ -156,7 +159,7 @@ impl NativeSegment {
         View::new(&env, mapping, true)?
       }
       #[cfg(unix)]
-      ZeroCopy::InHeap => View::in_heap(&env, segment, access)?,
+      ZeroCopy::InHeap => View::in_heap(&env, segment, access, self.spare.take())?,
       _ if in_heap => return Err(in_heap::unsupported(&env)),
       _ => return Err(in_heap::no_view(&env)),
     };
@@ -180,7 +183,7 @@ impl NativeSegment {
     let live = self
       .views
       .get(&key)
-      .is_some_and(|view| view.starts_at(data));
+      .is_some_and(|view| view.starts_at(data) && view.is_own(&env, buffer));
     let Some(view) = live.then(|| self.views.remove(&key)).flatten() else {
       return Err(throw_code(
         &env,
@@ -189,11 +192,33 @@ impl NativeSegment {
         "The view is not attached to this segment (already detached, or from another handle)",
       ));
     };
-    view.detach(&env, Some(buffer)).map_err(|failed| {
-      let (view, error) = *failed;
-      self.views.insert(key, view);
-      throw_core(&env, &error)
-    })
+    match view.detach(&env, Some(buffer)) {
+      Ok(spare) => {
+        self.keep_spare(&env, spare);
+        Ok(())
+      }
+      Err(failed) => {
+        let (view, error) = *failed;
+        self.views.insert(key, view);
+        Err(throw_core(&env, &error))
+      }
+    }
+  }
+
+  /// Keeps `spare` for the next in-heap view if none is kept yet.
+  fn keep_spare(&mut self, env: &Env, spare: Option<SpareMemory>) {
+    match spare {
+      Some(spare) if self.spare.is_none() => self.spare = Some(spare),
+      Some(spare) => spare.release(env),
+      None => {}
+    }
+  }
+
+  /// Gives the kept memory back to V8.
+  fn release_spare(&mut self, env: &Env) {
+    if let Some(spare) = self.spare.take() {
+      spare.release(env);
+    }
   }
 
   /// Copies `length` bytes from `offset` into a new Buffer.
@@ -276,8 +301,11 @@ impl NativeSegment {
     for (_, view) in self.views.drain() {
       // A view whose zero pages could not be made keeps the segment's
       // memory until the garbage collector frees it: still no crash.
-      let _ = view.detach(env, None);
+      if let Ok(Some(spare)) = view.detach(env, None) {
+        spare.release(env);
+      }
     }
+    self.release_spare(env);
     self.copier = None;
     self.segment = None;
   }
@@ -337,6 +365,7 @@ impl NativeSegment {
     for (_, view) in self.views.drain() {
       view.forget(env);
     }
+    self.release_spare(env);
   }
 }
 

@@ -39,6 +39,7 @@ use napi::{sys, Env};
 
 use crate::builtins;
 use crate::errors::{check, throw_code, Kind, EXTERNAL_BUFFERS, OUT_OF_RANGE};
+use crate::in_heap::SpareMemory;
 #[cfg(unix)]
 use crate::in_heap::{self, Hold};
 use crate::shared_buffers;
@@ -191,21 +192,22 @@ impl View {
     ))
   }
 
-  /// Maps `segment` over the buffer of a new WebAssembly memory (see
-  /// in_heap.rs): the in-heap view, for runtimes that refuse external
-  /// buffers or count them against garbage collection. Its buffer is whole
-  /// 64 KiB pages, the segment's bytes first.
+  /// Maps `segment` over the buffer of a WebAssembly memory (see
+  /// in_heap.rs), `spare` if its handle kept one: the in-heap view, for
+  /// runtimes that refuse external buffers or count them against garbage
+  /// collection. Its buffer is whole 64 KiB pages, the segment's bytes first.
   ///
   /// # Errors
-  /// As [`in_heap::new_memory`] and [`Segment::map_over`].
+  /// As [`in_heap::memory_for`] and [`Segment::map_over`].
   #[cfg(unix)]
   pub fn in_heap(
     env: &Env,
     segment: &Segment,
     access: Access,
+    spare: Option<SpareMemory>,
   ) -> napi::Result<(View, sys::napi_value)> {
     let len = usize::try_from(segment.size()).unwrap_or(usize::MAX);
-    let memory = in_heap::new_memory(env, len)?;
+    let memory = in_heap::memory_for(env, len, spare)?;
     // SAFETY: V8 keeps the memory allocated while `memory.buffer` lives
     // (here, held by this call) and, over a shared memory, while the hold
     // lives. Later: a shared memory's overlay goes (detach, close or the
@@ -280,6 +282,21 @@ impl View {
     !data.is_null() && self.mapping.as_ptr().cast() == data
   }
 
+  /// Whether `buffer`, which starts where this view does, is the one we
+  /// made. Over a shared memory it must be: the handle reuses such a memory
+  /// for its next view, so an earlier view's buffer, and clones of ours,
+  /// start at the same address.
+  pub fn is_own(&self, env: &Env, buffer: sys::napi_value) -> bool {
+    #[cfg(unix)]
+    if self.hold.is_some() {
+      return self
+        .buffer_value(env)
+        .is_some_and(|own| strict_equals(env, own, buffer));
+    }
+    let _ = (env, buffer);
+    true
+  }
+
   /// Whether the garbage collector has freed the buffer we made.
   pub fn is_collected(&self, env: &Env) -> bool {
     self.buffer_value(env).is_none()
@@ -308,7 +325,8 @@ impl View {
   /// Detaches `buffer` (by default the one we made) so that every view on it
   /// reports length 0, then unmaps. A `SharedArrayBuffer` cannot be
   /// detached: its memory turns into zero pages instead, which its finalizer
-  /// unmaps.
+  /// unmaps. An in-heap view over a shared memory gives that memory back, to
+  /// be reused by the handle's next in-heap view (see [`SpareMemory`]).
   ///
   /// # Errors
   /// The `mmap` error when the zero pages cannot be made (the view then
@@ -323,30 +341,31 @@ impl View {
     self,
     env: &Env,
     buffer: Option<sys::napi_value>,
-  ) -> Result<(), Box<(View, Error)>> {
+  ) -> Result<Option<SpareMemory>, Box<(View, Error)>> {
     if self.shared {
       #[cfg(unix)]
       if let Err(error) = self.mapping.zero_in_place() {
         return Err(Box::new((self, error)));
       }
       self.forget(env);
-      return Ok(());
+      return Ok(None);
     }
     #[cfg(unix)]
     if let Some(hold) = &self.hold {
+      let mut spare = None;
       if hold.is_held() {
         // SAFETY: the hold keeps the memory allocated for this call; once
         // the zero pages are back, nothing reaches the segment through any
         // buffer over it, here or in another thread.
         unsafe { self.mapping.unmap() };
-        hold.release(env.raw());
+        spare = SpareMemory::keep(env, self.address as *mut u8, self.capacity, hold);
       }
       self.forget(env);
-      return Ok(());
+      return Ok(spare);
     }
     if self.mapping.is_overlay() {
       self.detach_overlay(env, buffer);
-      return Ok(());
+      return Ok(None);
     }
     if let Some(buffer) = buffer.or_else(|| self.buffer_value(env)) {
       if self.is_over_memory(env, buffer) {
@@ -361,7 +380,7 @@ impl View {
       }
     }
     self.forget(env);
-    Ok(())
+    Ok(None)
   }
 
   /// An in-heap view's detach: zero pages go back over the segment, so every
