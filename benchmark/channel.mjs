@@ -209,8 +209,12 @@ async function pingPong(rounds) {
 
 // ---- the run ----
 
+// Each transport's share of the messages, so that each measures for a few
+// tenths of a second: the Channel's million 64-byte messages took 0.1 s, in
+// which one recompilation by V8 (its thread competing with the two
+// processes for 2 CPUs) moved the figure by a fifth.
 const KINDS = [
-  ['named-shm Channel', viaChannel, 1],
+  ['named-shm Channel', viaChannel, 3],
   ["process.send (serialization 'json')", viaIpc('json'), 0.1],
   ["process.send (serialization 'advanced')", viaIpc('advanced'), 0.1],
   ['Unix socket', viaSocket, 0.5],
