@@ -210,9 +210,10 @@ async function pingPong(rounds) {
 // ---- the run ----
 
 // Each transport's share of the messages, so that each measures for a few
-// tenths of a second: the Channel's million 64-byte messages took 0.1 s, in
-// which one recompilation by V8 (its thread competing with the two
-// processes for 2 CPUs) moved the figure by a fifth.
+// tenths of a second. A million 64-byte messages took the Channel 0.1 s,
+// and on a 2-CPU machine (where V8's compiler thread competes with the two
+// processes) four runs in six then came out a quarter lower than with 3
+// million, whose runs all agreed within 8%.
 const KINDS = [
   ['named-shm Channel', viaChannel, 3],
   ["process.send (serialization 'json')", viaIpc('json'), 0.1],
