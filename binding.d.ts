@@ -215,8 +215,8 @@ export declare const enum ViewRequest {
   InHeap = 1,
   /**
    * The facade's own view for `read`, `readInto` and `write`: an external
-   * `ArrayBuffer`, never shared (V8 copies into and out of a
-   * `SharedArrayBuffer` element by element) nor handed to users.
+   * `ArrayBuffer`, never shared (V8's copies of a few KiB into and out of
+   * a `SharedArrayBuffer` take two to four times as long) nor handed to users.
    */
   Copies = 2,
 }
