@@ -4,6 +4,8 @@
 // sends and receives what needs no wait over the view (channel-ring.ts),
 // and leaves the rest to the binding.
 
+import { Buffer } from 'node:buffer'
+
 import { ChannelOutcome, channelCalls, channelHeader, channelLayout, channelMaxMessage } from '../binding'
 import { RingView } from './channel-ring'
 import { illegalConstructor, invalidArgType, invalidThis, libraryError, outOfRange } from './errors'
@@ -129,7 +131,10 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
   /** The largest message in bytes. */
   readonly maxMessage: number
   readonly #shm: SharedMemory
-  readonly #view: Buffer
+  // The view's buffer and offset, read once: `view.buffer` is a call into
+  // V8's runtime for a buffer of external memory.
+  readonly #buffer: ArrayBufferLike
+  readonly #base: number
   readonly #words: Int32Array
   readonly #channel: NativeChannel
   readonly #ring: RingView
@@ -143,7 +148,8 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
     if (token !== construct) throw illegalConstructor('use Channel.open() to open a channel')
     this.name = name
     this.#shm = shm
-    this.#view = view
+    this.#buffer = view.buffer
+    this.#base = view.byteOffset
     this.#words = new Int32Array(view.buffer, view.byteOffset, LAYOUT.headerBytes >> 2)
     this.#channel = channel
     this.#spin = spin
@@ -227,6 +233,19 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
    */
   send(data: string | ArrayBufferView, timeout?: number): boolean {
     const self = Channel.#of(this)
+    // The common case, kept small so that V8 inlines the ring's fast path
+    // into it: a Buffer, no timeout or a valid one, an open end that has
+    // sent before. Anything else, or a `false` (too long, no room, closed
+    // ring), takes the checks below, which then throw or wait.
+    if (
+      data instanceof Buffer &&
+      (timeout === undefined || (typeof timeout === 'number' && timeout >= 0)) &&
+      self.#sending &&
+      !self.#closed &&
+      self.#ring.trySend(data)
+    ) {
+      return true
+    }
     const bytes = self.#bytes(data)
     const ms = validateTimeout(timeout, 'timeout')
     self.#throwIfClosed()
@@ -377,17 +396,15 @@ export class Channel implements Disposable, AsyncIterable<Buffer> {
   }
 
   #copy(at: number): Buffer {
-    const view = this.#view
     const copy = Buffer.allocUnsafe(this.#ring.length)
-    copy.set(new Uint8Array(view.buffer, view.byteOffset + at, copy.length))
+    copy.set(new Uint8Array(this.#buffer, this.#base + at, copy.length))
     return copy
   }
 
   #lend(at: number): Buffer {
-    const view = this.#view
     const length = this.#ring.length
-    if (BufferView === undefined) return Buffer.from(view.buffer, view.byteOffset + at, length)
-    return new BufferView(view.buffer, view.byteOffset + at, length)
+    if (BufferView === undefined) return Buffer.from(this.#buffer, this.#base + at, length)
+    return new BufferView(this.#buffer, this.#base + at, length)
   }
 
   static #none(at: number): null | undefined {
