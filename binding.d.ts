@@ -176,7 +176,7 @@ export declare function osNameOf(name: string, global: boolean): string
 export declare function pendingWaits(): number
 
 /** The calls of `SharedMemory`, as an object of plain functions. */
-export declare function segmentCalls(): { open(owner: object, name: string, size: number, create: boolean, exclusive: boolean, readOnly: boolean, reserve: boolean, global: boolean, mode: number, init: ((buffer: ArrayBuffer) => void) | undefined, info: Float64Array): number; attach(handle: number, readOnly: boolean, inHeap: boolean): Buffer | ArrayBuffer | SharedArrayBuffer; detach(handle: number, buffer: ArrayBuffer | SharedArrayBuffer): void; read(handle: number, offset: number, length: number): Buffer; readInto(handle: number, target: Uint8Array, offset: number): number; write(handle: number, source: Uint8Array, offset: number): number; close(handle: number): void; closed(handle: number): boolean; delete(name: string, global: boolean): void }
+export declare function segmentCalls(): { open(owner: object, name: string, size: number, create: boolean, exclusive: boolean, readOnly: boolean, reserve: boolean, global: boolean, mode: number, init: ((buffer: ArrayBuffer) => void) | undefined, info: Float64Array): number; attach(handle: number, readOnly: boolean, request: ViewRequest): Buffer | ArrayBuffer | SharedArrayBuffer; detach(handle: number, buffer: ArrayBuffer | SharedArrayBuffer): void; read(handle: number, offset: number, length: number): Buffer; readInto(handle: number, target: Uint8Array, offset: number): number; write(handle: number, source: Uint8Array, offset: number): number; close(handle: number): void; closed(handle: number): boolean; delete(name: string, global: boolean): void }
 
 /** The hot synchronous calls, as an object of plain functions. */
 export declare function syncCalls(): { wait(view: Int32Array, index: number, expected: number, timeoutMs: number, spin: boolean): number; notify(view: Int32Array, index: number, count: number): number; lock(view: ArrayBufferView, byteOffset: number, timeoutMs: number, spin: boolean): number; tryLock(view: ArrayBufferView, byteOffset: number): number; unlock(view: ArrayBufferView, byteOffset: number): void }
@@ -205,6 +205,20 @@ export declare const enum SyncOutcome {
    * come along).
    */
   Failed = 7,
+}
+
+/** What kind of view `attach(handle, readOnly, request)` is asked for. */
+export declare const enum ViewRequest {
+  /** `attach()`: the runtime's zero-copy view (see `SharedMemory.zeroCopy`). */
+  Auto = 0,
+  /** `attach({ inHeap: true })`: an in-heap view. */
+  InHeap = 1,
+  /**
+   * The facade's own view for `read`, `readInto` and `write`: an external
+   * `ArrayBuffer`, never shared (V8's copies of a few KiB into and out of
+   * a `SharedArrayBuffer` take two to four times as long) nor handed to users.
+   */
+  Copies = 2,
 }
 
 /**

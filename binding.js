@@ -853,6 +853,7 @@ module.exports.pendingWaits = nativeBinding.pendingWaits
 module.exports.segmentCalls = nativeBinding.segmentCalls
 module.exports.syncCalls = nativeBinding.syncCalls
 module.exports.SyncOutcome = nativeBinding.SyncOutcome
+module.exports.ViewRequest = nativeBinding.ViewRequest
 module.exports.waiterThreads = nativeBinding.waiterThreads
 module.exports.waitWordAsync = nativeBinding.waitWordAsync
 module.exports.zeroCopy = nativeBinding.zeroCopy

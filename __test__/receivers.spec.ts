@@ -3,7 +3,7 @@
 
 import test from 'ava'
 
-import { segmentCalls } from '../binding'
+import { ViewRequest, segmentCalls } from '../binding'
 import { SharedMemory, SharedMutex } from '../index'
 import { scratch } from './helpers'
 
@@ -40,19 +40,35 @@ test('the binding called with something that is not a handle: ERR_INVALID_ARG_TY
   const own = (SharedMemory as unknown as { nativeOf(shm: SharedMemory): number }).nativeOf(shm)
   for (const handle of [{}, null, undefined, 'x', 0, -1, 1.5, Number.NaN, 2 ** 53]) {
     t.throws(() => calls.closed(handle as number), { code: 'ERR_INVALID_ARG_TYPE', message: /handle/ })
-    t.throws(() => calls.attach(handle as number, false, false), { code: 'ERR_INVALID_ARG_TYPE' })
+    t.throws(() => calls.attach(handle as number, false, ViewRequest.Auto), { code: 'ERR_INVALID_ARG_TYPE' })
     t.throws(() => calls.close(handle as number), { code: 'ERR_INVALID_ARG_TYPE' })
   }
   // Later generations of this handle's slot (which it holds open), and the
   // last slot of all (which no process opens 16 Mi handles to reach).
   for (const handle of [own + 2 ** 24, own + 2 ** 30, 2 ** 53 - 1]) {
     t.true(calls.closed(handle))
-    t.throws(() => calls.attach(handle, false, false), { code: 'ERR_SHM_CLOSED' })
+    t.throws(() => calls.attach(handle, false, ViewRequest.Auto), { code: 'ERR_SHM_CLOSED' })
     t.throws(() => calls.read(handle, 0, 1), { code: 'ERR_SHM_CLOSED' })
     t.notThrows(() => calls.close(handle))
   }
   t.false(shm.closed)
   t.is(shm.write('ok'), 2)
+})
+
+test('the binding: a view request must be a ViewRequest; the copy view is an ArrayBuffer, never shared, detached by close()', (t) => {
+  const calls = segmentCalls()
+  const shm = scratch(t, 4096)
+  const handle = (SharedMemory as unknown as { nativeOf(shm: SharedMemory): number }).nativeOf(shm)
+  for (const request of [3, -1, 0.5, 'auto', true, undefined]) {
+    t.throws(() => calls.attach(handle, false, request as ViewRequest), { code: 'ERR_INVALID_ARG_TYPE', message: /request/ })
+  }
+  const copies = calls.attach(handle, false, ViewRequest.Copies)
+  t.is(Object.prototype.toString.call(copies), '[object ArrayBuffer]', 'V8 copies into a SharedArrayBuffer element by element')
+  t.is((copies as ArrayBuffer).byteLength, 4096)
+  shm.write('seen', 0)
+  t.is(Buffer.from(copies as ArrayBuffer, 0, 4).toString(), 'seen')
+  shm.close()
+  t.is((copies as ArrayBuffer).byteLength, 0)
 })
 
 test('new SharedMemory() throws ERR_ILLEGAL_CONSTRUCTOR', (t) => {

@@ -95,6 +95,7 @@ for (const node of runtimes) {
     t.is(result.firstAgain, 5, 'until its handle attaches again over the same memory')
     t.is(result.staleDetach, 'ERR_SHM_NOT_ATTACHED')
     t.is(result.cloneDetach, 'ERR_SHM_NOT_ATTACHED', 'only the buffer attach() gave detaches')
+    t.is(result.waited, 'ok', 'a wait on the view over the reused memory is woken by another handle')
     t.is(result.stillAttached, 6, 'the live view was left attached')
     t.is(result.secondDetached, 0)
     t.true(result.perMemory >= 7 * 2 ** 30, 'a WebAssembly memory reserves 8 to 10 GiB')

@@ -2,7 +2,7 @@
 
 import { kMaxLength } from 'node:buffer'
 
-import { osNameOf, segmentCalls, zeroCopy, type ZeroCopy } from '../binding'
+import { ViewRequest, osNameOf, segmentCalls, zeroCopy, type ZeroCopy } from '../binding'
 import { COPY_VIEW_MAX, faultCount, isPrivate, noteAttached } from './copy-view'
 import { illegalConstructor, invalidArgType, invalidArgValue, invalidThis, libraryError, outOfRange } from './errors'
 import {
@@ -322,7 +322,7 @@ export class SharedMemory implements Disposable {
         this.size,
       )
     }
-    return viewOf(calls.attach(native, readOnly, inHeap), this.size)
+    return viewOf(calls.attach(native, readOnly, inHeap ? ViewRequest.InHeap : ViewRequest.Auto), this.size)
   }
 
   /**
@@ -445,7 +445,7 @@ export class SharedMemory implements Disposable {
       // address space, more than a few copies are worth.
       if (this.size <= COPY_VIEW_MAX && zeroCopy() === 'external' && faultCount() >= 0 && !calls.closed(native)) {
         try {
-          this.#copyView = viewOf(calls.attach(native, this.readOnly, false), this.size)
+          this.#copyView = viewOf(calls.attach(native, this.readOnly, ViewRequest.Copies), this.size)
         } catch {
           // No view (ENOMEM, ERR_SHM_EXTERNAL_BUFFERS): the addon copies.
         }

@@ -67,6 +67,8 @@ pub use mapping::{Access, Mapping, Pinned};
 pub use mutex::{LockOutcome, Owner, SharedMutex, MUTEX_BYTES};
 #[cfg(not(loom))]
 pub use name::{Name, Namespace, Platform, MAX_NAME_BYTES};
+#[cfg(all(unix, not(loom)))]
+pub use overlay::Alias;
 #[cfg(not(loom))]
 pub use ranges::fault_count;
 #[cfg(not(loom))]

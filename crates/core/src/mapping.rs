@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::os;
+#[cfg(unix)]
+use crate::overlay::{alias_access, Alias};
 use crate::ranges;
 use crate::registry;
 use crate::waiter;
@@ -447,6 +449,40 @@ impl Mapping {
       let _ = unsafe { os::zero_over(self.base, pages) };
     }
     self.retired(before);
+  }
+
+  /// As [`Mapping::unmap`], but an overlay that no one has pinned hands its
+  /// alias over, unregistered and still mapped, for the next overlay of the
+  /// same segment ([`Segment::map_over_reusing`]) instead of unmapping it.
+  /// `None` (an ordinary unmap) otherwise.
+  ///
+  /// # Safety
+  /// As [`Mapping::unmap`].
+  ///
+  /// [`Segment::map_over_reusing`]: crate::Segment::map_over_reusing
+  #[cfg(unix)]
+  pub unsafe fn unmap_keeping_alias(&self) -> Option<Alias> {
+    let (Some(pages), Some(alias)) = (self.overlay, self.alias) else {
+      // SAFETY: the caller's contract.
+      unsafe { self.unmap() };
+      return None;
+    };
+    // Only from live and unpinned: retired and released in one step, so no
+    // pin can come, and `release` will never run to unmap the alias.
+    let retired =
+      self
+        .state
+        .compare_exchange(0, RETIRED | RELEASED, Ordering::AcqRel, Ordering::Acquire);
+    if retired.is_err() {
+      // SAFETY: the caller's contract.
+      unsafe { self.unmap() };
+      return None;
+    }
+    registry::remove(self.base as usize, self);
+    registry::remove(alias as usize, self);
+    // SAFETY: as in `unmap`: the caller holds the owner's memory alive.
+    let _ = unsafe { os::zero_over(self.base, pages) };
+    Some(Alias::from_raw(alias, self.len, alias_access(self.access)))
   }
 
   /// Forgets an overlay whose memory its owner already took back (the

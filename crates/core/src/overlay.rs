@@ -18,12 +18,54 @@
 //! An overlay cannot be pinned ([`Mapping::pin`]): its owner frees the range
 //! whatever another thread holds, so waits use a mapping of our own.
 
+use std::mem::ManuallyDrop;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::mapping::{Access, Mapping};
 use crate::os;
 use crate::segment::{mappable_len, Segment};
+
+/// A retired overlay's own mapping of the segment (its alias, where waits
+/// read), handed over by [`Mapping::unmap_keeping_alias`] so that the next
+/// overlay of the same segment ([`Segment::map_over_reusing`]) need not map
+/// it again. Unmapped when dropped unused.
+#[derive(Debug)]
+pub struct Alias {
+  ptr: *mut u8,
+  len: usize,
+  access: Access,
+}
+
+impl Alias {
+  /// Takes ownership of the alias of `len` bytes at `ptr`, mapped with `access`.
+  pub(crate) fn from_raw(ptr: *mut u8, len: usize, access: Access) -> Alias {
+    Alias { ptr, len, access }
+  }
+
+  /// Hands the mapping to a new owner.
+  fn into_raw(self) -> *mut u8 {
+    ManuallyDrop::new(self).ptr
+  }
+}
+
+impl Drop for Alias {
+  fn drop(&mut self) {
+    // SAFETY: `ptr`/`len` came from `os::map`; this is their only owner,
+    // unregistered, and no pin or view reaches them any more.
+    unsafe { os::unmap(self.ptr, self.len) };
+  }
+}
+
+/// How an overlay of `access` maps its alias: shared, writable only if the
+/// overlay is (a copy-on-write overlay's alias is how it sees others' writes).
+pub(crate) fn alias_access(access: Access) -> Access {
+  if access == Access::ReadWrite {
+    Access::ReadWrite
+  } else {
+    Access::ReadOnly
+  }
+}
 
 impl Segment {
   /// Maps the segment over the first bytes of `[addr, addr + capacity)`,
@@ -47,6 +89,26 @@ impl Segment {
     capacity: usize,
     access: Access,
   ) -> Result<Arc<Mapping>> {
+    // SAFETY: the caller's contract.
+    unsafe { self.map_over_reusing(addr, capacity, access, None) }
+  }
+
+  /// [`Segment::map_over`], with the alias of an earlier overlay of this
+  /// segment, if it still fits (same length and access), instead of a new
+  /// one; one that does not fit is unmapped.
+  ///
+  /// # Safety
+  /// As [`Segment::map_over`]; `alias` came from an overlay of this segment.
+  ///
+  /// # Errors
+  /// As [`Segment::map_over`].
+  pub unsafe fn map_over_reusing(
+    &self,
+    addr: *mut u8,
+    capacity: usize,
+    access: Access,
+    alias: Option<Alias>,
+  ) -> Result<Arc<Mapping>> {
     let (handle, name, size, read_only) = self.parts();
     if read_only && access == Access::ReadWrite {
       return Err(Error::ReadOnly);
@@ -59,26 +121,22 @@ impl Segment {
         "Cannot map {len} bytes over {capacity} bytes at {addr:p}: the range must be page-aligned and hold {pages} bytes"
       )));
     }
-    let alias_access = if access == Access::ReadWrite {
-      Access::ReadWrite
-    } else {
-      Access::ReadOnly
-    };
     let for_name = |error: Error| error.for_name(name.os_name());
-    let alias = os::map(handle, len, alias_access).map_err(for_name)?;
+    let wanted = alias_access(access);
+    let alias = match alias {
+      Some(alias) if alias.len == len && alias.access == wanted => alias,
+      _ => Alias::from_raw(os::map(handle, len, wanted).map_err(for_name)?, len, wanted),
+    };
     // SAFETY: the caller's contract for the range; `pages` ends in the page
     // holding the segment's last byte, and `mappable_len` checked that the
     // object is that long, so no mapped page lies wholly past its end.
     if let Err(error) = unsafe { os::map_over(addr, handle, pages, access) } {
       // SAFETY: a failed MAP_FIXED may leave a hole: fill the owner's range
-      // back with zero pages (its contract); the alias is ours, unused.
-      unsafe {
-        let _ = os::zero_over(addr, pages);
-        os::unmap(alias, len);
-      }
+      // back with zero pages (its contract). The alias drops, unmapped.
+      let _ = unsafe { os::zero_over(addr, pages) };
       return Err(for_name(error));
     }
-    Ok(Mapping::overlay(addr, len, pages, access, alias))
+    Ok(Mapping::overlay(addr, len, pages, access, alias.into_raw()))
   }
 }
 
@@ -155,6 +213,65 @@ mod tests {
     owned.set(10, 1);
     direct.read_at(10, &mut byte).unwrap();
     assert_eq!(byte, [b'i'], "writes no longer reach the segment");
+  }
+
+  #[test]
+  fn an_unpinned_overlay_hands_its_alias_to_the_next_one() {
+    let segment = scratch_segment("overlay-alias");
+    let owned = Owned::new();
+    // SAFETY: `owned` outlives both overlays, which nothing else uses.
+    let first = unsafe { segment.map_over(owned.0, OWNED, Access::ReadWrite) }.unwrap();
+    first.write_at(0, b"a").unwrap();
+    let alias = first.pin().unwrap().shared_ptr(0);
+    // SAFETY: as above.
+    let kept = unsafe { first.unmap_keeping_alias() }.expect("no pin: the alias is kept");
+    assert!(first.is_unmapped());
+    assert_eq!(
+      owned.byte(0),
+      0,
+      "zero pages are back over the owner's range"
+    );
+    assert!(
+      Mapping::containing(alias as usize, 1).is_none(),
+      "a kept alias is no mapping's"
+    );
+    // SAFETY: as above; `kept` came from an overlay of this segment.
+    let second =
+      unsafe { segment.map_over_reusing(owned.0, OWNED, Access::ReadWrite, Some(kept)) }.unwrap();
+    assert_eq!(owned.byte(0), b'a', "the segment again");
+    assert_eq!(
+      second.pin().unwrap().shared_ptr(0),
+      alias,
+      "waits read the alias taken over"
+    );
+    drop(first);
+    let pin = second.pin().unwrap();
+    assert!(
+      // SAFETY: as above.
+      unsafe { second.unmap_keeping_alias() }.is_none(),
+      "a pinned overlay keeps its alias for the pin"
+    );
+    // SAFETY: the pin keeps the alias mapped.
+    assert_eq!(unsafe { pin.shared_ptr(0).read_volatile() }, b'a');
+    drop(pin);
+    // A copy-on-write overlay's alias is read-only: a writable one is not reused.
+    // SAFETY: as above.
+    let third = unsafe { segment.map_over(owned.0, OWNED, Access::CopyOnWrite) }.unwrap();
+    // SAFETY: as above.
+    let read_only = unsafe { third.unmap_keeping_alias() }.unwrap();
+    // SAFETY: as above.
+    let fourth =
+      unsafe { segment.map_over_reusing(owned.0, OWNED, Access::ReadWrite, Some(read_only)) }
+        .unwrap();
+    fourth.write_at(1, b"w").unwrap();
+    let pinned = fourth.pin().unwrap();
+    // SAFETY: the pin keeps the alias mapped; a read-only one would fault here.
+    unsafe { pinned.shared_ptr(2).write_volatile(b'v') };
+    assert_eq!(
+      (owned.byte(1), owned.byte(2)),
+      (b'w', b'v'),
+      "a writable overlay got a writable alias of its own"
+    );
   }
 
   #[test]

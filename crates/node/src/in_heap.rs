@@ -27,6 +27,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::OnceLock;
 
+#[cfg(unix)]
+use named_shm_core::Alias;
 use napi::{sys, Env};
 use napi_derive::napi;
 
@@ -207,6 +209,9 @@ pub struct HeapMemory {
   pub capacity: usize,
   /// A shared memory's second hold (see [`Hold`]); `None` for a private one.
   pub hold: Option<Rc<Hold>>,
+  /// The segment's own mapping that the last overlay of this memory left,
+  /// for the next one (see [`SpareMemory`]).
+  pub alias: Option<Alias>,
 }
 
 /// A strong reference to a second `SharedArrayBuffer` over a shared
@@ -272,6 +277,9 @@ pub struct SpareMemory {
   data: *mut u8,
   capacity: usize,
   hold: Hold,
+  /// The last overlay's own mapping of the segment, where waits read: the
+  /// next overlay takes it over rather than mapping the segment again.
+  alias: Option<Alias>,
 }
 
 /// No spare memories where there are no in-heap views.
@@ -300,9 +308,15 @@ thread_local! {
 #[cfg(unix)]
 impl SpareMemory {
   /// Keeps the memory at `[data, data + capacity)` that `hold` holds, with
-  /// zero pages over it, if this thread keeps fewer than [`MAX_SPARES`];
-  /// else releases the hold.
-  pub fn keep(env: &Env, data: *mut u8, capacity: usize, hold: &Hold) -> Option<SpareMemory> {
+  /// zero pages over it (and the overlay's `alias`), if this thread keeps
+  /// fewer than [`MAX_SPARES`]; else releases the hold (the alias is unmapped).
+  pub fn keep(
+    env: &Env,
+    data: *mut u8,
+    capacity: usize,
+    hold: &Hold,
+    alias: Option<Alias>,
+  ) -> Option<SpareMemory> {
     if SPARES.get() >= MAX_SPARES {
       hold.release(env.raw());
       return None;
@@ -313,6 +327,7 @@ impl SpareMemory {
       data,
       capacity,
       hold,
+      alias,
     })
   }
 
@@ -342,6 +357,7 @@ impl SpareMemory {
         data: self.data,
         capacity: self.capacity,
         hold: Some(Rc::new(self.hold)),
+        alias: self.alias,
       }),
       _ => {
         self.hold.release(env.raw());
@@ -557,6 +573,7 @@ fn shared_memory(
     data: data.cast(),
     capacity,
     hold: Some(Rc::new(Hold(Cell::new(reference)))),
+    alias: None,
   })
 }
 
@@ -579,6 +596,7 @@ fn private_memory(
     data,
     capacity,
     hold: None,
+    alias: None,
   })
 }
 

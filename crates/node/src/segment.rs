@@ -18,6 +18,7 @@ use crate::errors::{
   check, throw_code, throw_core, Kind, CLOSED, INIT_DETACHED, NOT_ATTACHED, OUT_OF_RANGE,
 };
 use crate::in_heap::{self, SpareMemory, ZeroCopy};
+use crate::segment_calls::ViewRequest;
 use crate::views::View;
 
 /// An open named segment and the views it handed out.
@@ -130,14 +131,16 @@ impl NativeSegment {
 
   /// Maps the segment and returns a view of it (`PR_AttachSharedMemory`):
   /// an external buffer where the runtime allows them (a `SharedArrayBuffer`,
-  /// or a `Buffer` over an `ArrayBuffer`), else (or with `in_heap`) the
-  /// segment mapped over a WebAssembly memory's buffer.
+  /// or a `Buffer` over an `ArrayBuffer`), else (or when asked for an
+  /// in-heap view) the segment mapped over a WebAssembly memory's buffer.
+  /// The facade's copy view is always an external `ArrayBuffer`.
   pub(crate) fn attach(
     &mut self,
     env: &Env,
     read_only: bool,
-    in_heap: bool,
+    request: ViewRequest,
   ) -> napi::Result<sys::napi_value> {
+    let in_heap = request == ViewRequest::InHeap;
     let env = *env;
     let segment = self.segment.as_ref().ok_or_else(|| closed(&env))?;
     let access = if read_only || segment.is_read_only() {
@@ -145,7 +148,14 @@ impl NativeSegment {
     } else {
       Access::ReadWrite
     };
-    let kind = in_heap::view_kind(&env, segment.size(), in_heap);
+    let kind = match request {
+      // Only ever an external buffer: the facade asks for it where attach() makes those.
+      ViewRequest::Copies => match in_heap::zero_copy(env) {
+        ZeroCopy::External => ZeroCopy::External,
+        _ => return Err(in_heap::no_view(&env)),
+      },
+      _ => in_heap::view_kind(&env, segment.size(), in_heap),
+    };
     // Pruning walks every view: do it each time the list doubles, so that
     // attach stays O(1) amortized with thousands of live views.
     if self.views.len() >= self.prune_at {
@@ -156,7 +166,7 @@ impl NativeSegment {
     let (view, buffer) = match kind {
       ZeroCopy::External => {
         let mapping = segment.map(access).map_err(|e| throw_core(&env, &e))?;
-        View::new(&env, mapping, true)?
+        View::new(&env, mapping, request != ViewRequest::Copies)?
       }
       #[cfg(unix)]
       ZeroCopy::InHeap => View::in_heap(&env, segment, access, self.spare.take())?,

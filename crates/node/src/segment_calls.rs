@@ -25,7 +25,7 @@ use crate::segment::{closed, delete_segment, NativeSegment};
 
 /// The calls of `SharedMemory`, as an object of plain functions.
 #[napi(
-  ts_return_type = "{ open(owner: object, name: string, size: number, create: boolean, exclusive: boolean, readOnly: boolean, reserve: boolean, global: boolean, mode: number, init: ((buffer: ArrayBuffer) => void) | undefined, info: Float64Array): number; attach(handle: number, readOnly: boolean, inHeap: boolean): Buffer | ArrayBuffer | SharedArrayBuffer; detach(handle: number, buffer: ArrayBuffer | SharedArrayBuffer): void; read(handle: number, offset: number, length: number): Buffer; readInto(handle: number, target: Uint8Array, offset: number): number; write(handle: number, source: Uint8Array, offset: number): number; close(handle: number): void; closed(handle: number): boolean; delete(name: string, global: boolean): void }"
+  ts_return_type = "{ open(owner: object, name: string, size: number, create: boolean, exclusive: boolean, readOnly: boolean, reserve: boolean, global: boolean, mode: number, init: ((buffer: ArrayBuffer) => void) | undefined, info: Float64Array): number; attach(handle: number, readOnly: boolean, request: ViewRequest): Buffer | ArrayBuffer | SharedArrayBuffer; detach(handle: number, buffer: ArrayBuffer | SharedArrayBuffer): void; read(handle: number, offset: number, length: number): Buffer; readInto(handle: number, target: Uint8Array, offset: number): number; write(handle: number, source: Uint8Array, offset: number): number; close(handle: number): void; closed(handle: number): boolean; delete(name: string, global: boolean): void }"
 )]
 pub fn segment_calls(env: Env) -> napi::Result<napi::bindgen_prelude::Object<'static>> {
   object_of_calls(
@@ -305,19 +305,44 @@ fn watch(env: &Env, owner: sys::napi_value, id: Id) -> napi::Result<sys::napi_va
   Ok(handle)
 }
 
-/// `attach(handle, readOnly, inHeap)`: a new view: a Buffer over an external
-/// `ArrayBuffer`, or the `SharedArrayBuffer` or in-heap `ArrayBuffer` itself.
+/// What kind of view `attach(handle, readOnly, request)` is asked for.
+#[napi]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ViewRequest {
+  /// `attach()`: the runtime's zero-copy view (see `SharedMemory.zeroCopy`).
+  Auto = 0,
+  /// `attach({ inHeap: true })`: an in-heap view.
+  InHeap = 1,
+  /// The facade's own view for `read`, `readInto` and `write`: an external
+  /// `ArrayBuffer`, never shared (V8's copies of a few KiB into and out of
+  /// a `SharedArrayBuffer` take two to four times as long) nor handed to users.
+  Copies = 2,
+}
+
+impl ViewRequest {
+  fn of(env: &Env, value: sys::napi_value) -> napi::Result<ViewRequest> {
+    match number(env, value, "request")? {
+      0.0 => Ok(ViewRequest::Auto),
+      1.0 => Ok(ViewRequest::InHeap),
+      2.0 => Ok(ViewRequest::Copies),
+      _ => Err(type_error(env, "request", "a ViewRequest")),
+    }
+  }
+}
+
+/// `attach(handle, readOnly, request)`: a new view: a Buffer over an
+/// external `ArrayBuffer`, or the `SharedArrayBuffer` or `ArrayBuffer` itself.
 unsafe extern "C" fn attach_call(
   raw: sys::napi_env,
   info: sys::napi_callback_info,
 ) -> sys::napi_value {
   let env = Env::from_raw(raw);
   let result = (|| {
-    let [value, read_only, in_heap] = args::<3>(&env, info)?;
+    let [value, read_only, request] = args::<3>(&env, info)?;
     let read_only = boolean(&env, read_only, "readOnly")?;
-    let in_heap = boolean(&env, in_heap, "inHeap")?;
+    let request = ViewRequest::of(&env, request)?;
     with_segment(&env, value, |segment| {
-      segment.attach(&env, read_only, in_heap)
+      segment.attach(&env, read_only, request)
     })
   })();
   // SAFETY: the env of this call.

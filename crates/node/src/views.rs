@@ -207,7 +207,7 @@ impl View {
     spare: Option<SpareMemory>,
   ) -> napi::Result<(View, sys::napi_value)> {
     let len = usize::try_from(segment.size()).unwrap_or(usize::MAX);
-    let memory = in_heap::memory_for(env, len, spare)?;
+    let mut memory = in_heap::memory_for(env, len, spare)?;
     // SAFETY: V8 keeps the memory allocated while `memory.buffer` lives
     // (here, held by this call) and, over a shared memory, while the hold
     // lives. Later: a shared memory's overlay goes (detach, close or the
@@ -215,8 +215,11 @@ impl View {
     // memory's goes by detach or close while they hold its buffer, or is
     // forgotten by the finalizer once V8 freed it. The memory object went to
     // no one, and the buffer cannot be detached, so nothing else maps or
-    // frees the range.
-    let mapped = unsafe { segment.map_over(memory.data, memory.capacity, access) };
+    // frees the range. A spare's alias came from this handle's last overlay,
+    // of this same segment.
+    let mapped = unsafe {
+      segment.map_over_reusing(memory.data, memory.capacity, access, memory.alias.take())
+    };
     let mapping = match mapped {
       Ok(mapping) => mapping,
       Err(error) => {
@@ -357,8 +360,8 @@ impl View {
         // SAFETY: the hold keeps the memory allocated for this call; once
         // the zero pages are back, nothing reaches the segment through any
         // buffer over it, here or in another thread.
-        unsafe { self.mapping.unmap() };
-        spare = SpareMemory::keep(env, self.address as *mut u8, self.capacity, hold);
+        let alias = unsafe { self.mapping.unmap_keeping_alias() };
+        spare = SpareMemory::keep(env, self.address as *mut u8, self.capacity, hold, alias);
       }
       self.forget(env);
       return Ok(spare);
