@@ -333,6 +333,27 @@ if (process.platform === 'linux') {
   })
 }
 
+test.serial('a sender that has sent before still checks every argument: a refused send sends nothing', (t) => {
+  const receiver = fresh(t, { capacity: 1024, maxMessage: 100 })
+  const sender = Channel.open(receiver.name)
+  t.teardown(() => sender.close())
+  // The first send goes through the addon; the next Buffers go straight to the ring.
+  t.true(sender.send(Buffer.from('first')))
+  t.throws(() => sender.send(Buffer.alloc(1), -1), { code: 'ERR_OUT_OF_RANGE' })
+  t.throws(() => sender.send(Buffer.alloc(1), Number.NaN), { code: 'ERR_OUT_OF_RANGE' })
+  t.throws(() => sender.send(Buffer.alloc(1), '5' as never), { code: 'ERR_INVALID_ARG_TYPE' })
+  t.throws(() => sender.send(Buffer.alloc(101)), { code: 'ERR_OUT_OF_RANGE' })
+  t.true(sender.send(Buffer.from('second'), 0))
+  t.true(sender.send(Buffer.from('third'), Infinity))
+  t.deepEqual(
+    [receiver.receive(0), receiver.receive(0), receiver.receive(0)].map((message) => message?.toString()),
+    ['first', 'second', 'third'],
+  )
+  t.is(receiver.receive(0), undefined, 'the refused sends sent nothing')
+  sender.close()
+  t.throws(() => sender.send(Buffer.from('late')), { code: 'ERR_SHM_CLOSED' })
+})
+
 test.serial('worker threads: a sender thread and the receiving main thread, each its own liveness', async (t) => {
   const receiver = fresh(t, { capacity: 1024 })
   const worker = new Worker(
