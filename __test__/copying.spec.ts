@@ -78,6 +78,20 @@ test('readInto copies as many bytes as fit or remain, and returns the count', (t
   t.true(all.subarray(0, 8).every((byte) => byte === 0xcc))
   t.true(Buffer.from(all.subarray(8, 16)).equals(view.subarray(0, 8)), 'only the DataView window is written')
   t.true(all.subarray(16).every((byte) => byte === 0xcc))
+
+  // A range read again, at the same offset with another length, and moved
+  // on: each copy is of what the segment holds now, and of that range only.
+  const frame = Buffer.alloc(4)
+  t.is(shm.readInto(frame, 10), 4)
+  shm.write(Buffer.from([1, 2, 3, 4, 5]), 10)
+  t.is(shm.readInto(frame, 10), 4)
+  t.deepEqual([...frame], [1, 2, 3, 4])
+  const longer = Buffer.alloc(5)
+  t.is(shm.readInto(longer, 10), 5)
+  t.deepEqual([...longer], [1, 2, 3, 4, 5])
+  const moved = Buffer.alloc(5)
+  t.is(shm.readInto(moved, 11), 5)
+  t.deepEqual([...moved], [2, 3, 4, 5, view[15]])
 })
 
 test('readInto out of bounds or with bad arguments throws', (t) => {

@@ -202,6 +202,9 @@ export class SharedMemory implements Disposable {
   #copyView: Buffer | null | undefined
   /** Copies made before the copy view: a handle that copies once is better off without one. */
   #copiesWithoutView: number
+  /** The copy view's bytes that `readInto` copied last, and where they start: the next copy of the same range reuses them. */
+  #readRange: Uint8Array | null
+  #readFrom: number
 
   /** @internal Use {@link SharedMemory.open}. */
   constructor(
@@ -230,6 +233,8 @@ export class SharedMemory implements Disposable {
     this.#native = native
     this.#copyView = undefined
     this.#copiesWithoutView = 0
+    this.#readRange = null
+    this.#readFrom = 0
     // `readonly` binds TypeScript only: JavaScript could assign `size` and
     // change what read() checks against. Frozen, it cannot (private fields
     // stay writable).
@@ -380,8 +385,9 @@ export class SharedMemory implements Disposable {
     const view = isPrivate(bytes) ? this.#copyViewOf(native) : null
     if (view !== null) {
       const faults = faultCount()
-      const copied = view.copy(bytes, 0, offset, offset + Math.min(bytes.byteLength, this.size - offset))
-      if (faultCount() === faults) return copied
+      const range = this.#rangeOf(view, offset, Math.min(bytes.byteLength, this.size - offset))
+      bytes.set(range)
+      if (faultCount() === faults) return range.length
     }
     return calls.readInto(native, bytes, offset)
   }
@@ -420,12 +426,12 @@ export class SharedMemory implements Disposable {
   close(): void {
     calls.close(SharedMemory.#of(this))
     this.#copyView = null // detached with the rest; copies now say ERR_SHM_CLOSED
+    this.#readRange = null
   }
 
   /** `using shm = SharedMemory.open(...)` closes it at the end of the block. */
   [Symbol.dispose](): void {
-    calls.close(SharedMemory.#of(this))
-    this.#copyView = null
+    this.close()
   }
 
   /**
@@ -452,6 +458,21 @@ export class SharedMemory implements Disposable {
       }
     }
     return this.#copyView
+  }
+
+  /**
+   * `view`'s bytes `[offset, offset + length)`, the same array as last time
+   * for the same range: a frame read over and over then allocates nothing
+   * (`Buffer#copy` makes a new array and reads `.buffer`, a call into V8's
+   * runtime, every time).
+   */
+  #rangeOf(view: Buffer, offset: number, length: number): Uint8Array {
+    let range = this.#readRange
+    if (range === null || this.#readFrom !== offset || range.length !== length) {
+      range = this.#readRange = view.subarray(offset, offset + length)
+      this.#readFrom = offset
+    }
+    return range
   }
 
   static #throwIfClosed(native: Handle): void {
