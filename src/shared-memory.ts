@@ -200,11 +200,10 @@ export class SharedMemory implements Disposable {
   readonly #native: Handle
   /** A view for copies that need not cross into the addon (copy-view.ts): undefined until first needed, null where there is none. */
   #copyView: Buffer | null | undefined
+  /** The copy view's ArrayBuffer (`.buffer` is a call into V8's runtime on every read). */
+  #copyBuffer: ArrayBuffer | null
   /** Copies made before the copy view: a handle that copies once is better off without one. */
   #copiesWithoutView: number
-  /** The copy view's bytes that `readInto` copied last, and where they start: the next copy of the same range reuses them. */
-  #readRange: Uint8Array | null
-  #readFrom: number
 
   /** @internal Use {@link SharedMemory.open}. */
   constructor(
@@ -232,9 +231,8 @@ export class SharedMemory implements Disposable {
     this.created = opened[3] === 1
     this.#native = native
     this.#copyView = undefined
+    this.#copyBuffer = null
     this.#copiesWithoutView = 0
-    this.#readRange = null
-    this.#readFrom = 0
     // `readonly` binds TypeScript only: JavaScript could assign `size` and
     // change what read() checks against. Frozen, it cannot (private fields
     // stay writable).
@@ -385,9 +383,10 @@ export class SharedMemory implements Disposable {
     const view = isPrivate(bytes) ? this.#copyViewOf(native) : null
     if (view !== null) {
       const faults = faultCount()
-      const range = this.#rangeOf(view, offset, Math.min(bytes.byteLength, this.size - offset))
-      bytes.set(range)
-      if (faultCount() === faults) return range.length
+      const copied = Math.min(bytes.byteLength, this.size - offset)
+      // Not view.copy(): Buffer#copy checks its arguments again and reads `.buffer`.
+      bytes.set(new Uint8Array(this.#copyBuffer as ArrayBuffer, offset, copied))
+      if (faultCount() === faults) return copied
     }
     return calls.readInto(native, bytes, offset)
   }
@@ -424,14 +423,19 @@ export class SharedMemory implements Disposable {
    * releases the OS handle (`PR_CloseSharedMemory`). A second call does nothing.
    */
   close(): void {
-    calls.close(SharedMemory.#of(this))
-    this.#copyView = null // detached with the rest; copies now say ERR_SHM_CLOSED
-    this.#readRange = null
+    SharedMemory.#close(this)
   }
 
   /** `using shm = SharedMemory.open(...)` closes it at the end of the block. */
   [Symbol.dispose](): void {
-    this.close()
+    SharedMemory.#close(this)
+  }
+
+  static #close(self: unknown): void {
+    calls.close(SharedMemory.#of(self))
+    const shm = self as SharedMemory
+    shm.#copyView = null // detached with the rest; copies now say ERR_SHM_CLOSED
+    shm.#copyBuffer = null
   }
 
   /**
@@ -451,28 +455,15 @@ export class SharedMemory implements Disposable {
       // address space, more than a few copies are worth.
       if (this.size <= COPY_VIEW_MAX && zeroCopy() === 'external' && faultCount() >= 0 && !calls.closed(native)) {
         try {
-          this.#copyView = viewOf(calls.attach(native, this.readOnly, ViewRequest.Copies), this.size)
+          const buffer = calls.attach(native, this.readOnly, ViewRequest.Copies) as ArrayBuffer
+          this.#copyView = viewOf(buffer, this.size)
+          this.#copyBuffer = buffer
         } catch {
           // No view (ENOMEM, ERR_SHM_EXTERNAL_BUFFERS): the addon copies.
         }
       }
     }
     return this.#copyView
-  }
-
-  /**
-   * `view`'s bytes `[offset, offset + length)`, the same array as last time
-   * for the same range: a frame read over and over then allocates nothing
-   * (`Buffer#copy` makes a new array and reads `.buffer`, a call into V8's
-   * runtime, every time).
-   */
-  #rangeOf(view: Buffer, offset: number, length: number): Uint8Array {
-    let range = this.#readRange
-    if (range === null || this.#readFrom !== offset || range.length !== length) {
-      range = this.#readRange = view.subarray(offset, offset + length)
-      this.#readFrom = offset
-    }
-    return range
   }
 
   static #throwIfClosed(native: Handle): void {
