@@ -15,7 +15,8 @@ use named_shm_core::{Access, Mapping, Name, Namespace, OpenError, OpenOptions, S
 
 use crate::copied_init;
 use crate::errors::{
-  check, throw_code, throw_core, Kind, CLOSED, INIT_DETACHED, NOT_ATTACHED, OUT_OF_RANGE,
+  check, throw_code, throw_core, Kind, CLOSED, EXTERNAL_BUFFERS, INIT_DETACHED, NOT_ATTACHED,
+  OUT_OF_RANGE,
 };
 use crate::in_heap::{self, SpareMemory, ZeroCopy};
 use crate::segment_calls::ViewRequest;
@@ -152,7 +153,14 @@ impl NativeSegment {
       // Only ever an external buffer: the facade asks for it where attach() makes those.
       ViewRequest::Copies => match in_heap::zero_copy(env) {
         ZeroCopy::External => ZeroCopy::External,
-        _ => return Err(in_heap::no_view(&env)),
+        _ => {
+          return Err(throw_code(
+            &env,
+            Kind::Error,
+            EXTERNAL_BUFFERS,
+            "This runtime forbids external buffers, so copies cannot go through a view of the handle's own",
+          ))
+        }
       },
       _ => in_heap::view_kind(&env, segment.size(), in_heap),
     };
