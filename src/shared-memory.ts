@@ -366,7 +366,7 @@ export class SharedMemory implements Disposable {
     if (view !== null) {
       const faults = faultCount()
       const copy = Buffer.allocUnsafe(length)
-      view.copy(copy, 0, offset, offset + length)
+      copy.set(new Uint8Array(this.#copyBuffer as ArrayBuffer, offset, length))
       if (faultCount() === faults) return copy
     }
     return calls.read(native, offset, length)
@@ -384,7 +384,7 @@ export class SharedMemory implements Disposable {
     if (view !== null) {
       const faults = faultCount()
       const copied = Math.min(bytes.byteLength, this.size - offset)
-      // Not view.copy(): Buffer#copy checks its arguments again and reads `.buffer`.
+      // Not view.copy() (read too): Buffer#copy checks its arguments again and reads `.buffer`.
       bytes.set(new Uint8Array(this.#copyBuffer as ArrayBuffer, offset, copied))
       if (faultCount() === faults) return copied
     }

@@ -440,15 +440,26 @@ impl Mapping {
     }
     #[cfg(unix)]
     if let Some(pages) = self.overlay {
-      registry::remove(self.base as usize, self);
-      // SAFETY: the caller holds the owner's memory alive for this call
-      // (the binding holds the WebAssembly memory's buffer). Pins hold only
-      // the alias, so this cannot wait for them. Should the kernel refuse,
-      // the overlay stays until the owner frees the range: views keep
-      // showing the segment, and nothing faults.
-      let _ = unsafe { os::zero_over(self.base, pages) };
+      // SAFETY: the caller's contract.
+      unsafe { self.give_back_overlay(pages) };
     }
     self.retired(before);
+  }
+
+  /// Takes a retiring overlay out of the registry and puts zero pages back
+  /// over the owner's range.
+  ///
+  /// # Safety
+  /// As [`Mapping::unmap`]; once per mapping.
+  #[cfg(unix)]
+  unsafe fn give_back_overlay(&self, pages: usize) {
+    registry::remove(self.base as usize, self);
+    // SAFETY: the caller holds the owner's memory alive for this call (the
+    // binding holds the WebAssembly memory's buffer). Pins hold only the
+    // alias, so this cannot wait for them. Should the kernel refuse, the
+    // overlay stays until the owner frees the range: views keep showing the
+    // segment, and nothing faults.
+    let _ = unsafe { os::zero_over(self.base, pages) };
   }
 
   /// As [`Mapping::unmap`], but an overlay that no one has pinned hands its
@@ -478,10 +489,9 @@ impl Mapping {
       unsafe { self.unmap() };
       return None;
     }
-    registry::remove(self.base as usize, self);
     registry::remove(alias as usize, self);
-    // SAFETY: as in `unmap`: the caller holds the owner's memory alive.
-    let _ = unsafe { os::zero_over(self.base, pages) };
+    // SAFETY: the caller's contract; retired just now, once.
+    unsafe { self.give_back_overlay(pages) };
     Some(Alias::from_raw(alias, self.len, alias_access(self.access)))
   }
 

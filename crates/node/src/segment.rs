@@ -94,19 +94,18 @@ impl NativeSegment {
   ) -> napi::Result<Self> {
     let name = parse_name(env, name, global)?;
     let size = to_u64(env, size, "size")?;
-    let core_options = options;
     let env = *env;
     // Without `init` nothing maps the new segment: a sparse one larger than
     // the address space (`reserve: false`) must still open.
     let segment = match init {
-      Some(init) => Segment::open_with(&name, size, core_options, |mapping| {
+      Some(init) => Segment::open_with(&name, size, options, |mapping| {
         run_init(&env, init, mapping)
       })
       .map_err(|error| match error {
         OpenError::Open(error) => throw_core(&env, &error),
         OpenError::Init(error) => error,
       })?,
-      None => Segment::open(&name, size, core_options).map_err(|e| throw_core(&env, &e))?,
+      None => Segment::open(&name, size, options).map_err(|e| throw_core(&env, &e))?,
     };
     Ok(NativeSegment {
       segment: Some(segment),
